@@ -1,0 +1,21 @@
+from django.urls import path
+
+from . import views
+
+# These paths are fixed: rsgi's tests and benchmarks request them verbatim.
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("hello", views.hello, name="hello"),
+    path("ahello", views.ahello, name="ahello"),
+    path("items", views.items, name="items"),
+    path("aitems", views.aitems, name="aitems"),
+    path("api/item/<int:pk>", views.item_detail, name="item-detail"),
+    path("form", views.message_form, name="form"),
+    path("upload", views.upload, name="upload"),
+    path("echo", views.echo, name="echo"),
+    path("stream", views.stream, name="stream"),
+    path("astream", views.astream, name="astream"),
+    path("download", views.download, name="download"),
+    path("headers", views.headers, name="headers"),
+    path("error", views.error, name="error"),
+]

@@ -1,0 +1,87 @@
+"""The command line, generated from `Config`'s fields: ``rsgi APP [options]``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from . import __version__
+from .config import FIELDS, Config, ConfigError, build, env_names, parse_value
+
+SUPPRESS = argparse.SUPPRESS
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="rsgi",
+        description="Serve a WSGI or ASGI app. Every option can also be set as RSGI_<OPTION> in the environment "
+        "or in a gunicorn-style config file (-c).",
+        argument_default=SUPPRESS,
+    )
+    p.add_argument("app", nargs="?", metavar="APP", help="module:attribute, e.g. mysite.wsgi:application")
+    p.add_argument("--version", action="version", version=f"rsgi {__version__}")
+    p.add_argument("--check-config", action="store_true", help="Print the effective settings and exit.")
+    for f in FIELDS.values():
+        flags = f.metadata["flags"]
+        if not flags:
+            continue
+        envs = ", ".join(env_names(f))
+        text = f"{f.metadata['help']} [env: {envs}]"
+        if f.type == "bool":
+            p.add_argument(*flags, dest=f.name, action="store_true", help=text)
+            if f.metadata["negative"]:
+                p.add_argument(f.metadata["negative"], dest=f.name, action="store_false", help=SUPPRESS)
+            continue
+        kwargs: dict[str, Any] = {"dest": f.name, "help": f"{text} (default: {_show(f.default)})"}
+        if f.metadata["metavar"]:
+            kwargs["metavar"] = f.metadata["metavar"]
+        if f.type.startswith("list"):
+            kwargs["action"] = "append"
+        p.add_argument(*flags, **kwargs)
+    return p
+
+
+def _show(default: Any) -> str:
+    return "none" if default in ("", -1, dataclasses.MISSING) else str(default)
+
+
+def parse(argv: Sequence[str] | None = None) -> tuple[dict[str, Any], bool]:
+    """Flags given on the command line (only those), converted to field types."""
+    ns = vars(parser().parse_args(argv))
+    check = ns.pop("check_config", False)
+    flags: dict[str, Any] = {}
+    for name, raw in ns.items():
+        if raw is None:
+            continue
+        f = FIELDS[name]
+        if f.type.startswith("list"):
+            flags[name] = [v for item in raw for v in parse_value(f, item)]
+        else:
+            flags[name] = parse_value(f, raw)
+    return flags, check
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    from .logs import warn_early
+
+    try:
+        flags, check = parse(argv)
+        cfg = build(flags, warn=warn_early)
+    except ConfigError as e:
+        print(f"rsgi: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    if check:
+        print_config(cfg)
+        return
+    from .supervisor import Supervisor
+
+    sys.exit(Supervisor(cfg).run())
+
+
+def print_config(cfg: Config) -> None:
+    for f in dataclasses.fields(cfg):
+        print(f"{f.name:<26} = {getattr(cfg, f.name)!r}")
+    print(f"{'(listening on)':<26} = {cfg.binds()!r}")

@@ -1,0 +1,260 @@
+"""One `Config` for every way rsgi is configured.
+
+Each field carries its default, help text, command-line flags (with the gunicorn and uvicorn
+spellings as aliases), the environment variable that sets it (``RSGI_<FIELD>``, plus the
+conventional ``PORT`` and ``WEB_CONCURRENCY``) and the name it has in a gunicorn-style Python
+config file. Precedence, lowest first: defaults < config file < environment < flags.
+
+Plain values only: nothing here imports the app, so tests can build a Config without Django.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import runpy
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+MIB = 1024 * 1024
+
+
+def setting(
+    default: Any,
+    help: str,
+    flags: Sequence[str] = (),
+    *,
+    env: Sequence[str] = (),
+    conf: Sequence[str] = (),
+    choices: Sequence[str] | None = None,
+    negative: str | None = None,
+    metavar: str | None = None,
+) -> Any:
+    """Declare a Config field. ``env``/``conf`` list extra names besides ``RSGI_<NAME>``/``<name>``."""
+    meta = {
+        "help": help,
+        "flags": tuple(flags),
+        "env": tuple(env),
+        "conf": tuple(conf),
+        "choices": tuple(choices) if choices else None,
+        "negative": negative,
+        "metavar": metavar,
+    }
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class Config:
+    app: str = setting("", "The application, as module:attribute (e.g. mysite.wsgi:application).", env=("APP",))
+    config: str = setting("", "Python config file (gunicorn.conf.py style).", ("-c", "--config"))
+
+    # Where to listen
+    bind: list[str] = setting(
+        [],
+        "Address to listen on: HOST:PORT, [IPv6]:PORT, unix:/path.sock or fd://N. Repeatable. "
+        "Default 127.0.0.1:8000, or 0.0.0.0:$PORT when PORT is set.",
+        ("-b", "--bind"),
+        metavar="ADDRESS",
+    )
+    host: str = setting("", "Host to bind (uvicorn style; combined with --port).", ("--host",))
+    port: int = setting(0, "Port to bind (uvicorn style).", ("--port",))
+    uds: str = setting("", "Unix socket path to bind (uvicorn style).", ("--uds",))
+    fd: int = setting(-1, "Inherited listening file descriptor to serve (uvicorn style).", ("--fd",))
+    backlog: int = setting(2048, "Listen backlog: connections the kernel queues before workers accept.", ("--backlog",))
+
+    # Processes and threads
+    workers: int = setting(
+        1, "Worker processes (default $WEB_CONCURRENCY or 1).", ("-w", "--workers"), env=("WEB_CONCURRENCY",)
+    )
+    threads: int = setting(
+        1,
+        "Python threads per worker. 1 is fastest for CPU-bound views; raise it for views that wait on I/O.",
+        ("--threads",),
+    )
+    runtime_threads: int = setting(1, "tokio I/O threads per worker (they never run Python).", ("--runtime-threads",))
+    preload: bool = setting(
+        False, "Import the app once in the supervisor, then fork workers.", ("--preload",), conf=("preload_app",)
+    )
+    chdir: str = setting("", "Change to this directory before importing the app.", ("--chdir", "--app-dir"))
+    interface: str = setting(
+        "auto",
+        "Interface of the app; auto detects it from the callable.",
+        ("--interface",),
+        choices=("auto", "wsgi", "asgi"),
+    )
+    factory: bool = setting(
+        False, "Treat the app as a factory: call it with no arguments to get the app.", ("--factory",)
+    )
+    worker_class: str = setting(
+        "", "gunicorn compatibility: sync/gthread mean WSGI, uvicorn workers mean ASGI.", ("-k", "--worker-class")
+    )
+    proc_name: str = setting("", "Process name (gunicorn compatibility).", ("-n", "--name"))
+
+    # HTTP
+    keepalive: float = setting(
+        5.0,
+        "Seconds an idle keep-alive connection (or a slow request head) may wait.",
+        ("--keepalive", "--keep-alive", "--timeout-keep-alive"),
+    )
+    graceful_timeout: float = setting(
+        30.0,
+        "Seconds a stopping worker lets in-flight requests finish.",
+        ("--graceful-timeout", "--timeout-graceful-shutdown"),
+    )
+    max_body_size: int = setting(50 * MIB, "Largest request body in bytes (413 above).", ("--max-body-size",))
+    body_spool_threshold: int = setting(
+        1 * MIB, "Request bodies above this many bytes are spooled to a temporary file.", ("--body-spool-threshold",)
+    )
+    limit_request_line: int = setting(8190, "Longest request target in bytes (414 above).", ("--limit-request-line",))
+    limit_request_fields: int = setting(100, "Most header fields per request (431 above).", ("--limit-request-fields",))
+    limit_request_field_size: int = setting(
+        8190,
+        "Longest header field in bytes (431 above).",
+        ("--limit-request-field-size", "--limit-request-field_size"),
+    )
+    max_connections: int = setting(
+        10000,
+        "Concurrent connections per worker; more wait in the backlog.",
+        ("--max-connections", "--worker-connections"),
+    )
+    root_path: str = setting("", "Mount point of the app (SCRIPT_NAME).", ("--root-path",))
+    server_header: bool = setting(True, "Send 'Server: rsgi'.", ("--server-header",), negative="--no-server-header")
+    date_header: bool = setting(True, "Send a Date header.", ("--date-header",), negative="--no-date-header")
+
+    # Lifecycle and logging
+    log_level: str = setting(
+        "info",
+        "Log level.",
+        ("--log-level",),
+        conf=("loglevel",),
+        choices=("critical", "error", "warning", "info", "debug", "trace"),
+    )
+    error_log: str = setting(
+        "-", "Error log file ('-' is stderr).", ("--error-log", "--error-logfile", "--log-file"), conf=("errorlog",)
+    )
+
+    # -- derived ---------------------------------------------------------------------------
+
+    def binds(self) -> list[str]:
+        """Every address to listen on, with the uvicorn-style and PORT fallbacks applied."""
+        out = list(self.bind)
+        if self.uds:
+            out.append(f"unix:{self.uds}")
+        if self.fd >= 0:
+            out.append(f"fd://{self.fd}")
+        if self.host or self.port:
+            host = self.host or "127.0.0.1"
+            out.append(f"[{host}]:{self.port or 8000}" if ":" in host else f"{host}:{self.port or 8000}")
+        if not out:
+            port = os.environ.get("PORT")
+            out.append(f"0.0.0.0:{port}" if port else "127.0.0.1:8000")
+        return out
+
+    def resolved_interface(self) -> str:
+        """`--interface`, or what a gunicorn `-k` worker class implies."""
+        if self.interface != "auto":
+            return self.interface
+        wc = self.worker_class.lower()
+        if "uvicorn" in wc or wc in ("asgi",):
+            return "asgi"
+        if wc in ("sync", "gthread", "gevent", "eventlet", "tornado"):
+            return "wsgi"
+        return "auto"
+
+    def validate(self) -> None:
+        if not self.app:
+            raise ConfigError("no application given (e.g. rsgi mysite.wsgi:application)")
+        if ":" not in self.app and "." not in self.app:
+            raise ConfigError(f"application {self.app!r} should look like module:attribute")
+        for name in ("workers", "threads", "runtime_threads", "backlog", "max_connections"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
+        if self.keepalive <= 0:
+            raise ConfigError("keepalive must be positive")
+
+
+class ConfigError(ValueError):
+    """A setting has a value rsgi cannot use."""
+
+
+FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def parse_value(f: dataclasses.Field[Any], raw: Any) -> Any:
+    """Convert a string (env, flag) or a Python value (config file) to the field's type."""
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    try:
+        if kind.startswith("list"):
+            if isinstance(raw, str):
+                return [p.strip() for p in raw.replace(",", " ").split() if p.strip()]
+            return [str(x) for x in raw]
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            value = str(raw).strip().lower()
+            if value in ("1", "true", "yes", "on"):
+                return True
+            if value in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        value = str(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{f.name}: cannot use {raw!r}") from None
+    choices = f.metadata.get("choices")
+    if choices and value.lower() not in choices:
+        raise ConfigError(f"{f.name}: {raw!r} is not one of {', '.join(choices)}")
+    return value.lower() if choices else value
+
+
+def env_names(f: dataclasses.Field[Any]) -> tuple[str, ...]:
+    return (f"RSGI_{f.name.upper()}", *f.metadata["env"])
+
+
+def from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Settings given through the environment. ``RSGI_*`` wins over the conventional names."""
+    out: dict[str, Any] = {}
+    for f in FIELDS.values():
+        for name in reversed(env_names(f)):
+            if environ.get(name):
+                out[f.name] = parse_value(f, environ[name])
+    return out
+
+
+def from_file(path: str, warn: Callable[[str], None]) -> dict[str, Any]:
+    """Settings from a Python config file; gunicorn.conf.py names are understood."""
+    namespace = runpy.run_path(path)
+    by_conf = {alias: f for f in FIELDS.values() for alias in (f.name, *f.metadata["conf"])}
+    out: dict[str, Any] = {}
+    for key, value in namespace.items():
+        if key.startswith("_") or callable(value) or isinstance(value, type(os)):
+            continue
+        f = by_conf.get(key)
+        if f is None:
+            warn(f"config file {path}: setting {key!r} is not supported by rsgi and is ignored")
+            continue
+        out[f.name] = parse_value(f, value)
+    return out
+
+
+def build(
+    flags: Mapping[str, Any], environ: Mapping[str, str] | None = None, warn: Callable[[str], None] = lambda _m: None
+) -> Config:
+    """Defaults < config file < environment < flags, validated once."""
+    environ = os.environ if environ is None else environ
+    env = from_env(environ)
+    path = flags.get("config") or env.get("config") or ""
+    values: dict[str, Any] = {}
+    if path:
+        values.update(from_file(path, warn))
+    values.update(env)
+    values.update(flags)
+    cfg = Config(**values)
+    cfg.validate()
+    return cfg

@@ -1,0 +1,45 @@
+"""Turn "module:attribute" into the app object (with --chdir and --factory)."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Any
+
+from .config import Config
+
+
+class AppLoadError(Exception):
+    """The app could not be imported; the message says why, the cause has the traceback."""
+
+
+def prepare_path(cfg: Config) -> None:
+    """Apply --chdir and make the working directory importable, as gunicorn does."""
+    if cfg.chdir:
+        os.chdir(cfg.chdir)
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+
+
+def load(cfg: Config) -> Any:
+    module_name, _, attr = cfg.app.partition(":")
+    attr = attr or "application"
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        if e.name and module_name.startswith(e.name):
+            raise AppLoadError(f"could not import module {module_name!r} (from {os.getcwd()})") from e
+        raise
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise AppLoadError(f"module {module_name!r} has no attribute {attr!r}") from None
+    if cfg.factory:
+        obj = obj()
+    if not callable(obj):
+        raise AppLoadError(f"{cfg.app} is not callable")
+    return obj

@@ -1,0 +1,122 @@
+"""One worker process: import the app (unless preloaded), start the Rust core on the inherited
+sockets, and lend this process's Python thread(s) to the app until the core has drained."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import socket
+import threading
+from typing import Any
+
+from . import __version__, interfaces
+from ._rsgi import FileWrapper, Worker
+from .config import Config
+from .importer import AppLoadError, load
+
+log = logging.getLogger("rsgi.worker")
+
+# Exit codes the supervisor understands (gunicorn uses the same two).
+EXIT_OK = 0
+EXIT_BOOT_ERROR = 3
+
+
+class ErrorStream:
+    """``wsgi.errors``: what the app writes here goes to the ``rsgi.app`` logger, line by line."""
+
+    def __init__(self) -> None:
+        self._log = logging.getLogger("rsgi.app")
+        self._buf = ""
+
+    def write(self, s: str) -> int:
+        self._buf += s
+        while "\n" in self._buf:
+            line, self._buf = self._buf.split("\n", 1)
+            self._log.error(line)
+        return len(s)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        if self._buf:
+            self._log.error(self._buf)
+            self._buf = ""
+
+
+def prepare_signals() -> None:
+    """Before the Rust core starts. tokio takes over TERM/INT/QUIT when it starts; until then
+    TERM and QUIT keep their default (die), and INT is ignored so that Python's own handler can
+    never raise KeyboardInterrupt inside an app later. Supervisor-only signals are ignored."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for name in ("SIGHUP", "SIGTTIN", "SIGTTOU", "SIGUSR1", "SIGUSR2", "SIGWINCH"):
+        signal.signal(getattr(signal, name), signal.SIG_IGN)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+
+def die_with_parent(parent: int) -> None:
+    """Ask Linux to send SIGTERM if the supervisor dies, so no orphan keeps the port."""
+    PR_SET_PDEATHSIG = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the supervisor died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def base_environ(cfg: Config) -> dict[str, Any]:
+    return {
+        "wsgi.version": (1, 0),
+        "wsgi.errors": ErrorStream(),
+        "wsgi.multithread": cfg.threads > 1,
+        "wsgi.multiprocess": cfg.workers > 1,
+        "wsgi.run_once": False,
+        "wsgi.file_wrapper": FileWrapper,
+        "SERVER_SOFTWARE": f"rsgi/{__version__}",
+    }
+
+
+def run(cfg: Config, sockets: list[socket.socket], app: Any, parent: int) -> int:
+    """The body of a worker process; returns its exit code."""
+    prepare_signals()
+    die_with_parent(parent)
+    if app is None:
+        try:
+            app = load(cfg)
+        except AppLoadError as e:
+            log.error("%s", e, exc_info=e.__cause__)
+            return EXIT_BOOT_ERROR
+        except BaseException:
+            log.exception("the app failed to import")
+            return EXIT_BOOT_ERROR
+    interface = cfg.resolved_interface()
+    if interface == "auto":
+        interface = interfaces.detect(app)
+    if interface != "wsgi":
+        log.error(
+            "%s is an ASGI app; this rsgi version serves WSGI apps only so far. "
+            "Point rsgi at the WSGI entry point instead (for Django: mysite.wsgi:application).",
+            cfg.app,
+        )
+        return EXIT_BOOT_ERROR
+
+    worker = Worker(cfg, [s.fileno() for s in sockets])
+    environ = base_environ(cfg)
+    extra = [
+        threading.Thread(target=worker.run_wsgi, args=(app, environ), name=f"rsgi-app-{i}", daemon=True)
+        for i in range(1, cfg.threads)
+    ]
+    for t in extra:
+        t.start()
+    log.info("worker %d serving %s (%d thread%s)", os.getpid(), cfg.app, cfg.threads, "s"[: cfg.threads > 1])
+    worker.run_wsgi(app, environ)
+    for t in extra:
+        t.join()
+    worker.shutdown()
+    return EXIT_OK

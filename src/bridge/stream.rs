@@ -1,0 +1,31 @@
+//! Pushing chunks of a streamed response from a Python thread to tokio, with backpressure:
+//! the GIL is released only when the bounded channel is full (a slow client).
+
+use bytes::Bytes;
+use pyo3::Python;
+use tokio::sync::mpsc;
+
+use crate::http::body::Chunk;
+
+/// Chunks buffered per streamed response before the Python thread waits for the client.
+pub const STREAM_BUFFER: usize = 16;
+
+/// Sends one chunk; returns false when the client has gone away (the app should stop).
+pub fn push(py: Python<'_>, tx: &mpsc::Sender<Chunk>, chunk: Bytes) -> bool {
+    match tx.try_send(Ok(chunk)) {
+        Ok(()) => true,
+        Err(mpsc::error::TrySendError::Closed(_)) => false,
+        Err(mpsc::error::TrySendError::Full(item)) => py.detach(|| tx.blocking_send(item).is_ok()),
+    }
+}
+
+/// Ends a streamed response with an error, so hyper aborts the connection instead of closing
+/// the body as if it were complete (a clean end would tell the client it got everything).
+pub fn abort(py: Python<'_>, tx: &mpsc::Sender<Chunk>, why: &str) {
+    let err = Err(std::io::Error::other(why.to_owned()));
+    if let Err(mpsc::error::TrySendError::Full(err)) = tx.try_send(err) {
+        py.detach(|| {
+            let _ = tx.blocking_send(err);
+        });
+    }
+}

@@ -1,0 +1,81 @@
+//! `ServerConfig`: the frozen, GIL-free copy of the settings the Rust core needs.
+//! Extracted once from the Python `rsgi.config.Config` object when a worker starts; never re-read.
+
+use std::time::Duration;
+
+use pyo3::prelude::*;
+
+/// Settings used by the HTTP core and the bridges. Python's `Config` is the single source of truth
+/// (defaults, env, config file, flags); this struct only mirrors the fields Rust reads.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// tokio worker threads per process (they never run Python).
+    pub runtime_threads: usize,
+    /// Idle time allowed between requests on a kept-alive connection, and for a request head to arrive.
+    pub keepalive: Duration,
+    /// How long a stopping worker waits for in-flight requests before closing connections.
+    pub graceful_timeout: Duration,
+    /// Largest request body accepted (413 above it, checked before the app runs).
+    pub max_body_size: u64,
+    /// Bodies larger than this are spooled to an anonymous temporary file instead of memory.
+    pub body_spool_threshold: usize,
+    /// Longest request target (path + query) accepted; 414 above it.
+    pub limit_request_line: usize,
+    /// Most header fields in one request; 431 above it.
+    pub limit_request_fields: usize,
+    /// Longest single header field (name + value); 431 above it.
+    pub limit_request_field_size: usize,
+    /// Concurrent connections per worker; further connections wait in the listen backlog.
+    pub max_connections: usize,
+    /// Send `Server: rsgi` when the app did not set a Server header.
+    pub server_header: bool,
+    /// Send a `Date` header (hyper's cached one).
+    pub date_header: bool,
+    /// Mount point of the app (`SCRIPT_NAME` / ASGI `root_path`).
+    pub root_path: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            runtime_threads: 1,
+            keepalive: Duration::from_secs(5),
+            graceful_timeout: Duration::from_secs(30),
+            max_body_size: 50 * 1024 * 1024,
+            body_spool_threshold: 1024 * 1024,
+            limit_request_line: 8190,
+            limit_request_fields: 100,
+            limit_request_field_size: 8190,
+            max_connections: 10_000,
+            server_header: true,
+            date_header: true,
+            root_path: String::new(),
+        }
+    }
+}
+
+fn secs(v: f64) -> Duration {
+    Duration::from_secs_f64(v.max(0.0))
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for ServerConfig {
+    type Error = PyErr;
+
+    fn extract(ob: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        let get = |name: &str| ob.getattr(name);
+        Ok(Self {
+            runtime_threads: get("runtime_threads")?.extract::<usize>()?.max(1),
+            keepalive: secs(get("keepalive")?.extract()?),
+            graceful_timeout: secs(get("graceful_timeout")?.extract()?),
+            max_body_size: get("max_body_size")?.extract()?,
+            body_spool_threshold: get("body_spool_threshold")?.extract()?,
+            limit_request_line: get("limit_request_line")?.extract()?,
+            limit_request_fields: get("limit_request_fields")?.extract()?,
+            limit_request_field_size: get("limit_request_field_size")?.extract()?,
+            max_connections: get("max_connections")?.extract::<usize>()?.max(1),
+            server_header: get("server_header")?.extract()?,
+            date_header: get("date_header")?.extract()?,
+            root_path: get("root_path")?.extract::<String>()?.trim_end_matches('/').to_owned(),
+        })
+    }
+}

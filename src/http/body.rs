@@ -1,0 +1,145 @@
+//! Request-body collection (limits, spooling) and the response body type handed to hyper.
+//! Runs on tokio threads only; the Python side fills `ResponseBody` through channels.
+
+use std::io::{Seek, SeekFrom, Write};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::sync::mpsc;
+use tokio_util::io::ReaderStream;
+
+use super::request::RequestBody;
+
+/// Why a request body could not be read.
+#[derive(Debug)]
+pub enum BodyError {
+    /// The body grew past `--max-body-size` (413).
+    TooLarge,
+    /// The client sent a malformed body or went away (400; usually nobody is left to read it).
+    Read(hyper::Error),
+    /// Spooling to a temporary file failed (500).
+    Spool(std::io::Error),
+}
+
+/// Reads the whole body. Stays in memory up to `spool_threshold` bytes, then moves to a
+/// temporary file. Writes to the temp file are small and sequential on a local disk; they run
+/// inline rather than through `spawn_blocking`, which would cost a thread hop per frame.
+pub async fn collect(mut body: Incoming, max: u64, spool_threshold: usize) -> Result<RequestBody, BodyError> {
+    let mut mem = BytesMut::new();
+    let mut spool: Option<std::fs::File> = None;
+    let mut total: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(BodyError::Read)?;
+        let Ok(data) = frame.into_data() else { continue }; // trailers are dropped
+        total += data.len() as u64;
+        if total > max {
+            return Err(BodyError::TooLarge);
+        }
+        if let Some(file) = spool.as_mut() {
+            file.write_all(&data).map_err(BodyError::Spool)?;
+        } else if mem.len() + data.len() > spool_threshold {
+            let mut file = tempfile::tempfile().map_err(BodyError::Spool)?;
+            file.write_all(&mem)
+                .and_then(|_| file.write_all(&data))
+                .map_err(BodyError::Spool)?;
+            mem.clear();
+            spool = Some(file);
+        } else if mem.is_empty() && body.is_end_stream() {
+            // The common single-frame body: keep the buffer hyper gave us, no copy.
+            return Ok(RequestBody::Memory(data));
+        } else {
+            mem.extend_from_slice(&data);
+        }
+    }
+    match spool {
+        Some(mut file) => {
+            file.seek(SeekFrom::Start(0)).map_err(BodyError::Spool)?;
+            Ok(RequestBody::Spooled { file, len: total })
+        }
+        None => Ok(RequestBody::Memory(mem.freeze())),
+    }
+}
+
+/// One chunk of a streamed response, or the error that aborts the connection mid-body.
+pub type Chunk = Result<Bytes, std::io::Error>;
+
+/// The body of every response rsgi sends.
+pub enum ResponseBody {
+    /// A complete body (most responses, and every fixed error reply).
+    Full(Option<Bytes>),
+    /// Chunks pushed by a Python thread iterating the app's iterable; bounded for backpressure.
+    Stream(mpsc::Receiver<Chunk>),
+    /// A file sent by tokio without Python reading it (`wsgi.file_wrapper`); `remaining` caps it.
+    File {
+        reader: ReaderStream<tokio::io::Take<tokio::fs::File>>,
+        remaining: u64,
+    },
+}
+
+impl ResponseBody {
+    pub fn empty() -> Self {
+        ResponseBody::Full(None)
+    }
+
+    pub fn full(data: impl Into<Bytes>) -> Self {
+        let data = data.into();
+        ResponseBody::Full(if data.is_empty() { None } else { Some(data) })
+    }
+
+    pub fn file(file: std::fs::File, len: u64) -> Self {
+        use tokio::io::AsyncReadExt;
+        let take = tokio::fs::File::from_std(file).take(len);
+        ResponseBody::File {
+            reader: ReaderStream::with_capacity(take, 256 * 1024),
+            remaining: len,
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            ResponseBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            ResponseBody::Stream(rx) => rx.poll_recv(cx).map(|c| c.map(|r| r.map(Frame::data))),
+            ResponseBody::File { reader, remaining } => {
+                use futures_core::Stream;
+                match Pin::new(reader).poll_next(cx) {
+                    Poll::Ready(Some(Ok(chunk))) => {
+                        *remaining = remaining.saturating_sub(chunk.len() as u64);
+                        Poll::Ready(Some(Ok(Frame::data(chunk))))
+                    }
+                    Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+                    Poll::Ready(None) if *remaining > 0 => Poll::Ready(Some(Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "file shorter than the response's Content-Length",
+                    )))),
+                    Poll::Ready(None) => Poll::Ready(None),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ResponseBody::Full(data) => data.is_none(),
+            ResponseBody::Stream(_) => false,
+            ResponseBody::File { remaining, .. } => *remaining == 0,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ResponseBody::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            ResponseBody::Stream(_) => SizeHint::default(),
+            ResponseBody::File { remaining, .. } => SizeHint::with_exact(*remaining),
+        }
+    }
+}

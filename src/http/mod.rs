@@ -1,0 +1,9 @@
+//! The HTTP core: hyper 1.x connections, request limits, body collection, response assembly.
+//! Nothing in here touches Python; requests leave through `app::AppQueue`.
+
+pub mod app;
+pub mod body;
+pub mod conn;
+pub mod request;
+pub mod response;
+pub mod service;

@@ -1,0 +1,33 @@
+//! Response assembly shared by every path: the fixed error replies the core answers by itself
+//! (400/413/414/431/500/503) and the headers rsgi adds (`Server`). Never touches Python.
+
+use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, SERVER};
+use http::{Response, StatusCode};
+
+use super::body::ResponseBody;
+
+pub const SERVER_NAME: HeaderValue = HeaderValue::from_static("rsgi");
+
+/// A short plain-text reply produced by the core itself. `close` asks hyper to end the
+/// connection after it, which every protocol-level error does: the rest of the stream can no
+/// longer be trusted to be framed correctly.
+pub fn plain(status: StatusCode, close: bool) -> Response<ResponseBody> {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let body = format!("{} {}\n", status.as_u16(), reason);
+    let mut resp = Response::new(ResponseBody::full(body.clone()));
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    if close {
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+/// Adds the headers the server owns, unless the app already set them or they are turned off.
+pub fn finish(resp: &mut Response<ResponseBody>, server_header: bool) {
+    if server_header && !resp.headers().contains_key(SERVER) {
+        resp.headers_mut().insert(SERVER, SERVER_NAME);
+    }
+}

@@ -1,0 +1,124 @@
+//! Where a request enters: limits are checked, the body is read completely by tokio, the
+//! request is queued for the app, and the app's answer becomes the hyper response.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body::Body;
+use hyper::body::Incoming;
+use tokio::sync::oneshot;
+
+use super::app::{AppQueue, Job};
+use super::body::{self, BodyError, ResponseBody};
+use super::request::{ConnInfo, RequestBody, RequestHead};
+use super::response;
+use crate::config::ServerConfig;
+
+/// Everything a connection's requests share.
+pub struct Shared {
+    pub cfg: ServerConfig,
+    pub queue: AppQueue,
+}
+
+/// Serves one request. Infallible: every failure becomes a response (or a closed connection).
+pub async fn handle(req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<ConnInfo>) -> Response<ResponseBody> {
+    let cfg = &shared.cfg;
+    if let Some(status) = check_head(&req, cfg) {
+        log::info!("refused {} {}: {}", req.method(), truncate(req.uri()), status);
+        return finish(response::plain(status, true), cfg);
+    }
+    let (parts, incoming) = req.into_parts();
+    let body = if incoming.is_end_stream() {
+        RequestBody::Memory(Default::default())
+    } else {
+        match body::collect(incoming, cfg.max_body_size, cfg.body_spool_threshold).await {
+            Ok(b) => b,
+            Err(BodyError::TooLarge) => return finish(response::plain(StatusCode::PAYLOAD_TOO_LARGE, true), cfg),
+            Err(BodyError::Read(e)) => {
+                log::debug!("request body read failed: {e}");
+                return finish(response::plain(StatusCode::BAD_REQUEST, true), cfg);
+            }
+            Err(BodyError::Spool(e)) => {
+                log::error!("could not spool a request body to a temporary file: {e}");
+                return finish(response::plain(StatusCode::INTERNAL_SERVER_ERROR, true), cfg);
+            }
+        }
+    };
+    let is_head = parts.method == Method::HEAD;
+    let head = RequestHead {
+        method: parts.method,
+        uri: parts.uri,
+        version: parts.version,
+        headers: parts.headers,
+        conn,
+    };
+    let (reply, answer) = oneshot::channel();
+    let job = Job {
+        head,
+        body,
+        reply,
+        queued_at: Instant::now(),
+    };
+    if !shared.queue.submit(job) {
+        return finish(response::plain(StatusCode::SERVICE_UNAVAILABLE, true), cfg);
+    }
+    let Ok(app) = answer.await else {
+        // The app thread dropped the reply without answering: it already logged why.
+        return finish(response::plain(StatusCode::INTERNAL_SERVER_ERROR, true), cfg);
+    };
+    let mut resp = Response::new(if is_head { ResponseBody::empty() } else { app.body });
+    *resp.status_mut() = app.status;
+    *resp.headers_mut() = app.headers;
+    finish(resp, cfg)
+}
+
+fn finish(mut resp: Response<ResponseBody>, cfg: &ServerConfig) -> Response<ResponseBody> {
+    response::finish(&mut resp, cfg.server_header);
+    resp
+}
+
+/// Limits that hyper's parser does not apply itself. hyper already answers 400 to malformed
+/// framing, 431 past `max_headers`/`max_header_size`, and rejects conflicting Content-Length.
+fn check_head(req: &Request<Incoming>, cfg: &ServerConfig) -> Option<StatusCode> {
+    let target_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if target_len > cfg.limit_request_line {
+        return Some(StatusCode::URI_TOO_LONG);
+    }
+    let headers = req.headers();
+    if headers.len() > cfg.limit_request_fields {
+        return Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    }
+    if headers
+        .iter()
+        .any(|(n, v)| n.as_str().len() + v.len() > cfg.limit_request_field_size)
+    {
+        return Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    }
+    if let Some(len) = headers.get(CONTENT_LENGTH).and_then(parse_len) {
+        if len > cfg.max_body_size {
+            return Some(StatusCode::PAYLOAD_TOO_LARGE);
+        }
+    }
+    // A body on CONNECT makes no sense for an origin server, and authority-form targets are
+    // a request-smuggling vector (Hypercorn #277): refuse CONNECT outright.
+    if req.method() == Method::CONNECT {
+        return Some(StatusCode::METHOD_NOT_ALLOWED);
+    }
+    let _ = CONTENT_TYPE;
+    None
+}
+
+fn parse_len(v: &HeaderValue) -> Option<u64> {
+    v.to_str().ok()?.parse().ok()
+}
+
+fn truncate(uri: &http::Uri) -> String {
+    let s = uri.to_string();
+    if s.len() > 80 {
+        format!("{}...", &s[..80])
+    } else {
+        s
+    }
+}

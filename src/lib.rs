@@ -1,0 +1,22 @@
+//! rsgi's compiled core, `rsgi._rsgi`. Modules are listed in the order a request travels:
+//! server (accept) → http (hyper, limits; no Python) → bridge (the GIL) → wsgi → response.
+
+pub mod bridge;
+pub mod config;
+pub mod http;
+pub mod server;
+pub mod wsgi;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _rsgi(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // Rust `log` records go to Python's `logging` (logger names follow the Rust module path,
+    // e.g. "_rsgi::http::service"), so one logging config covers both languages.
+    let _ = pyo3_log::try_init();
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<bridge::worker::Worker>()?;
+    m.add_class::<wsgi::file_wrapper::FileWrapper>()?;
+    m.add_class::<wsgi::start_response::StartResponse>()?;
+    Ok(())
+}

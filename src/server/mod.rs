@@ -1,0 +1,135 @@
+//! One worker's server: the tokio runtime, the accept loops over the inherited listeners, the
+//! connection cap, and the drain on stop. Never touches Python; requests leave via `AppQueue`.
+
+pub mod listener;
+pub mod shutdown;
+
+use std::os::fd::RawFd;
+use std::sync::Arc;
+
+use tokio::runtime::Runtime;
+use tokio::sync::{watch, Semaphore};
+use tokio_util::task::TaskTracker;
+
+use crate::config::ServerConfig;
+use crate::http::app::AppQueue;
+use crate::http::conn;
+use crate::http::request::ConnInfo;
+use crate::http::service::Shared;
+use listener::Listener;
+use shutdown::Stop;
+
+/// A running worker server. Dropping `done` (inside the serve task) tells app threads to exit.
+pub struct Server {
+    runtime: Option<Runtime>,
+    stop: watch::Sender<Stop>,
+    done: crossbeam_channel::Receiver<()>,
+}
+
+impl Server {
+    /// Builds the runtime and starts accepting on `fds`. Requests go to `queue`.
+    pub fn start(cfg: ServerConfig, fds: &[RawFd], queue: AppQueue) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cfg.runtime_threads)
+            .thread_name("rsgi-io")
+            .enable_all()
+            .build()?;
+        let (listeners, signals) = {
+            let _enter = runtime.enter();
+            let listeners = fds
+                .iter()
+                .map(|fd| Listener::from_fd(*fd))
+                .collect::<std::io::Result<Vec<_>>>()?;
+            (listeners, shutdown::Signals::install()?)
+        };
+        let (stop, stop_rx) = watch::channel(Stop::Running);
+        let (done_tx, done) = crossbeam_channel::bounded::<()>(0);
+        runtime.spawn(signals.forward(stop.clone()));
+        runtime.spawn(async move {
+            serve(cfg, listeners, queue, stop_rx).await;
+            drop(done_tx);
+        });
+        Ok(Self {
+            runtime: Some(runtime),
+            stop,
+            done,
+        })
+    }
+
+    /// Asks the server to stop (as SIGTERM would, or SIGQUIT when `fast`).
+    pub fn stop(&self, fast: bool) {
+        let _ = self.stop.send(if fast { Stop::Fast } else { Stop::Graceful });
+    }
+
+    /// Disconnected once every connection has been drained (or cut off after the grace period).
+    pub fn done(&self) -> &crossbeam_channel::Receiver<()> {
+        &self.done
+    }
+
+    /// Stops the runtime; call after the app threads have returned.
+    pub fn shutdown(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(std::time::Duration::from_secs(1));
+        }
+    }
+}
+
+async fn serve(cfg: ServerConfig, listeners: Vec<Listener>, queue: AppQueue, stop: watch::Receiver<Stop>) {
+    let builder = Arc::new(conn::http1_builder(&cfg));
+    // Connection cap: a permit is taken before `accept`, so past the cap new connections wait
+    // in the kernel's listen backlog (where another worker may pick them up) instead of here.
+    let permits = Arc::new(Semaphore::new(cfg.max_connections));
+    let shared = Arc::new(Shared { cfg, queue });
+    let tracker = TaskTracker::new();
+    for listener in listeners {
+        let (shared, builder, permits, stop, conns) = (
+            shared.clone(),
+            builder.clone(),
+            permits.clone(),
+            stop.clone(),
+            tracker.clone(),
+        );
+        tracker.spawn(accept_loop(listener, shared, builder, permits, stop, conns));
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+async fn accept_loop(
+    listener: Listener,
+    shared: Arc<Shared>,
+    builder: Arc<hyper::server::conn::http1::Builder>,
+    permits: Arc<Semaphore>,
+    mut stop: watch::Receiver<Stop>,
+    conns: TaskTracker,
+) {
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
+            _ = stop.wait_for(|s| *s != Stop::Running) => return,
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.wait_for(|s| *s != Stop::Running) => return,
+        };
+        match accepted {
+            Ok((stream, remote, local)) => {
+                let info = ConnInfo {
+                    remote,
+                    local,
+                    scheme: "http",
+                };
+                let fut = conn::serve(stream, info, shared.clone(), builder.clone(), stop.clone());
+                conns.spawn(async move {
+                    fut.await;
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning on the error.
+                log::warn!("accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}

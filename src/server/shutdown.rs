@@ -1,0 +1,58 @@
+//! Stop signals for one worker: SIGTERM/SIGINT start a graceful drain, SIGQUIT a fast stop.
+//! Handled by tokio so no Python thread has to wake up for them.
+
+use std::time::Duration;
+
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::watch;
+
+/// How a worker was asked to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    Running,
+    /// Finish in-flight requests (up to the graceful timeout), close idle connections.
+    Graceful,
+    /// Close everything now.
+    Fast,
+}
+
+impl Stop {
+    pub fn grace(self, graceful_timeout: Duration) -> Duration {
+        match self {
+            Stop::Fast => Duration::ZERO,
+            _ => graceful_timeout,
+        }
+    }
+}
+
+/// The stop signals, registered synchronously when the server starts (inside the runtime), so
+/// none can arrive between the worker starting and the handlers being in place.
+pub struct Signals {
+    term: Signal,
+    int: Signal,
+    quit: Signal,
+}
+
+impl Signals {
+    /// Must be called within the tokio runtime. Replaces the process's handlers for these
+    /// three signals (the Python worker sets them to SIG_IGN/SIG_DFL beforehand).
+    pub fn install() -> std::io::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            quit: signal(SignalKind::quit())?,
+        })
+    }
+
+    /// Forwards the first stop signal into `tx`. Returns when one arrived or `tx` is gone.
+    pub async fn forward(mut self, tx: watch::Sender<Stop>) {
+        let stop = tokio::select! {
+            _ = self.term.recv() => Stop::Graceful,
+            _ = self.int.recv() => Stop::Graceful,
+            _ = self.quit.recv() => Stop::Fast,
+            _ = tx.closed() => return,
+        };
+        log::info!("worker stopping ({stop:?})");
+        let _ = tx.send(stop);
+    }
+}

@@ -1,0 +1,118 @@
+//! `start_response(status, headers, exc_info=None)` and its legacy `write()` callable, with
+//! PEP 3333's rules: headers may be replaced (with `exc_info`) until they have been sent.
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, TRANSFER_ENCODING};
+use http::{HeaderMap, StatusCode};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyString, PyTuple};
+
+use crate::bridge::convert::latin1_bytes;
+
+#[pyclass(module = "rsgi._rsgi")]
+#[derive(Default)]
+pub struct StartResponse {
+    head: Option<(StatusCode, HeaderMap)>,
+    /// Set once the status line has left for the client; after that only `exc_info` re-raise.
+    pub headers_sent: bool,
+    /// Data given to the legacy `write()` callable, sent before the iterable's chunks.
+    pub written: Vec<Bytes>,
+}
+
+impl StartResponse {
+    /// The status and headers, taken when the response starts. Fails if the app never called
+    /// `start_response`, which is an app error (500).
+    pub fn take_head(&mut self) -> PyResult<(StatusCode, HeaderMap)> {
+        self.headers_sent = true;
+        self.head
+            .take()
+            .ok_or_else(|| PyRuntimeError::new_err("the WSGI app did not call start_response"))
+    }
+}
+
+#[pymethods]
+impl StartResponse {
+    #[pyo3(signature = (status, headers, exc_info = None))]
+    fn __call__<'py>(
+        slf: &Bound<'py, Self>,
+        status: &Bound<'py, PyAny>,
+        headers: &Bound<'py, PyAny>,
+        exc_info: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let exc_info = exc_info.filter(|e| !e.is_none());
+        {
+            let me = slf.borrow();
+            if me.headers_sent {
+                // PEP 3333: once headers are sent, a call with exc_info must re-raise it.
+                if let Some(info) = exc_info {
+                    return Err(PyErr::from_value(info.get_item(1)?));
+                }
+                return Err(PyRuntimeError::new_err(
+                    "start_response called after the headers were sent",
+                ));
+            }
+            if me.head.is_some() && exc_info.is_none() {
+                return Err(PyRuntimeError::new_err(
+                    "start_response called a second time without exc_info",
+                ));
+            }
+        }
+        let head = (parse_status(status)?, parse_headers(headers)?);
+        slf.borrow_mut().head = Some(head);
+        slf.getattr(pyo3::intern!(slf.py(), "write"))
+    }
+
+    /// The legacy imperative body API; PEP 3333 keeps it for old frameworks.
+    fn write(&mut self, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let data = data
+            .cast::<PyBytes>()
+            .map_err(|_| PyTypeError::new_err("write() takes bytes"))?;
+        if self.head.is_none() && !self.headers_sent {
+            return Err(PyRuntimeError::new_err("write() called before start_response"));
+        }
+        self.written.push(Bytes::copy_from_slice(data.as_bytes()));
+        Ok(())
+    }
+}
+
+fn parse_status(status: &Bound<'_, PyAny>) -> PyResult<StatusCode> {
+    let s = status
+        .cast::<PyString>()
+        .map_err(|_| PyTypeError::new_err("WSGI status must be a str"))?;
+    let s = s.to_cow()?;
+    let b = s.as_bytes();
+    // "200 OK": three digits, then a space and a reason phrase (hyper sends the canonical one).
+    if b.len() < 3 || (b.len() > 3 && b[3] != b' ') {
+        return Err(PyValueError::new_err(format!("invalid WSGI status {s:?}")));
+    }
+    StatusCode::from_bytes(&b[..3]).map_err(|_| PyValueError::new_err(format!("invalid WSGI status {s:?}")))
+}
+
+fn parse_headers(headers: &Bound<'_, PyAny>) -> PyResult<HeaderMap> {
+    let mut map = HeaderMap::new();
+    for item in headers.try_iter()? {
+        let item = item?;
+        let pair = item
+            .cast::<PyTuple>()
+            .map_err(|_| PyTypeError::new_err("WSGI headers must be (name, value) tuples"))?;
+        if pair.len() != 2 {
+            return Err(PyTypeError::new_err("WSGI headers must be (name, value) tuples"));
+        }
+        let (name, value) = (pair.get_item(0)?, pair.get_item(1)?);
+        let (Ok(name), Ok(value)) = (name.cast::<PyString>(), value.cast::<PyString>()) else {
+            return Err(PyTypeError::new_err("WSGI header names and values must be str"));
+        };
+        let name = HeaderName::from_bytes(&latin1_bytes(name)?)
+            .map_err(|_| PyValueError::new_err(format!("invalid header name {name}")))?;
+        // CR/LF/NUL are refused here: a header value can never split the response.
+        let value = HeaderValue::from_bytes(&latin1_bytes(value)?)
+            .map_err(|_| PyValueError::new_err(format!("invalid value for header {name}")))?;
+        // Framing belongs to the server (PEP 3333 forbids hop-by-hop headers from apps).
+        if name == TRANSFER_ENCODING {
+            continue;
+        }
+        map.append(name, value);
+    }
+    Ok(map)
+}
