@@ -38,6 +38,8 @@ def parser() -> argparse.ArgumentParser:
         kwargs: dict[str, Any] = {"dest": f.name, "help": f"{text} (default: {_show(f.default)})"}
         if f.metadata["metavar"]:
             kwargs["metavar"] = f.metadata["metavar"]
+        if f.metadata["choices"]:
+            kwargs["metavar"] = "{" + ",".join(f.metadata["choices"]) + "}"
         if f.type.startswith("list"):
             kwargs["action"] = "append"
         p.add_argument(*flags, **kwargs)

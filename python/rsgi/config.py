@@ -30,6 +30,7 @@ def setting(
     choices: Sequence[str] | None = None,
     negative: str | None = None,
     metavar: str | None = None,
+    pending: bool = False,
 ) -> Any:
     """Declare a Config field. ``env``/``conf`` list extra names besides ``RSGI_<NAME>``/``<name>``."""
     meta = {
@@ -40,6 +41,7 @@ def setting(
         "choices": tuple(choices) if choices else None,
         "negative": negative,
         "metavar": metavar,
+        "pending": pending,
     }
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
@@ -136,6 +138,54 @@ class Config:
         "-", "Error log file ('-' is stderr).", ("--error-log", "--error-logfile", "--log-file"), conf=("errorlog",)
     )
 
+    # Accepted so that existing gunicorn/uvicorn command lines and config files keep working, but
+    # not acted on yet (process-manager and edge features land in later releases). Setting one
+    # logs a warning at startup; nothing is silently ignored.
+    timeout: float = setting(30.0, "Kill a worker stuck this long in one request.", ("-t", "--timeout"), pending=True)
+    max_requests: int = setting(
+        0, "Recycle a worker after this many requests.", ("--max-requests", "--limit-max-requests"), pending=True
+    )
+    max_requests_jitter: int = setting(
+        0,
+        "Random extra requests before recycling.",
+        ("--max-requests-jitter", "--limit-max-requests-jitter"),
+        pending=True,
+    )
+    user: str = setting("", "Switch to this user after binding.", ("-u", "--user"), pending=True)
+    group: str = setting("", "Switch to this group after binding.", ("-g", "--group"), pending=True)
+    umask: str = setting("", "File mode creation mask.", ("-m", "--umask"), pending=True)
+    pid: str = setting("", "Write the supervisor's pid to this file.", ("-p", "--pid"), pending=True)
+    reload: bool = setting(False, "Restart workers when code changes.", ("--reload",), pending=True)
+    access_logfile: str = setting(
+        "", "Access log file ('-' is stdout).", ("--access-logfile",), conf=("accesslog",), pending=True
+    )
+    access_log_format: str = setting(
+        "", "Access log format (gunicorn atoms).", ("--access-logformat",), conf=("access_log_format",), pending=True
+    )
+    access_log: bool = setting(
+        False, "Write an access log (uvicorn style).", ("--access-log",), negative="--no-access-log", pending=True
+    )
+    log_config: str = setting(
+        "", "Logging config file (dictConfig JSON/YAML or fileConfig).", ("--log-config",), pending=True
+    )
+    forwarded_allow_ips: str = setting(
+        "", "Proxies trusted for X-Forwarded-* headers.", ("--forwarded-allow-ips",), pending=True
+    )
+    proxy_headers: bool = setting(
+        False,
+        "Trust proxy headers from --forwarded-allow-ips.",
+        ("--proxy-headers",),
+        negative="--no-proxy-headers",
+        pending=True,
+    )
+    lifespan: str = setting("auto", "ASGI lifespan.", ("--lifespan",), choices=("auto", "on", "off"), pending=True)
+    loop: str = setting("auto", "ASGI event loop.", ("--loop",), pending=True)
+    http: str = setting("auto", "HTTP protocol (uvicorn: h11/httptools; rsgi: hyper).", ("--http",), pending=True)
+    ws: str = setting("auto", "WebSocket implementation.", ("--ws",), pending=True)
+    limit_concurrency: int = setting(
+        0, "Answer 503 past this many concurrent requests.", ("--limit-concurrency",), pending=True
+    )
+
     # -- derived ---------------------------------------------------------------------------
 
     def binds(self) -> list[str]:
@@ -174,6 +224,14 @@ class Config:
                 raise ConfigError(f"{name} must be at least 1")
         if self.keepalive <= 0:
             raise ConfigError("keepalive must be positive")
+
+    def pending_settings(self) -> list[str]:
+        """Settings given a non-default value that this release accepts but does not act on."""
+        out = []
+        for f in dataclasses.fields(self):
+            if f.metadata.get("pending") and getattr(self, f.name) != f.default:
+                out.append(f.name)
+        return out
 
 
 class ConfigError(ValueError):

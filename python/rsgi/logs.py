@@ -30,3 +30,12 @@ def setup(level: str, error_log: str = "-") -> None:
 def warn_early(message: str) -> None:
     """A warning found while the config is still being read (before logging is set up)."""
     print(f"rsgi: warning: {message}", file=sys.stderr)
+
+
+def set_title(role: str, name: str) -> None:
+    """Process title such as ``rsgi: worker [mysite.wsgi:application]`` when setproctitle is installed."""
+    try:
+        from setproctitle import setproctitle
+    except ImportError:
+        return
+    setproctitle(f"rsgi: {role} [{name}]")

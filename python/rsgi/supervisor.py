@@ -55,6 +55,8 @@ class Supervisor:
     def run(self) -> int:
         cfg = self.cfg
         logs.setup(cfg.log_level, cfg.error_log)
+        for name in cfg.pending_settings():
+            log.warning("%s is accepted for compatibility but not implemented yet; it has no effect", name)
         prepare_path(cfg)
         try:
             self.sockets = [sockets.bind(a, cfg.backlog) for a in cfg.binds()]
@@ -73,6 +75,7 @@ class Supervisor:
                 log.exception("the app failed to import")
                 return worker.EXIT_BOOT_ERROR
         self._install_signals()
+        logs.set_title("supervisor", cfg.proc_name or cfg.app)
         log.info("rsgi %s starting %d worker%s", _version(), self.target, "s"[: self.target != 1])
         try:
             while self.children or self.stopping is None:

@@ -11,7 +11,7 @@ import socket
 import threading
 from typing import Any
 
-from . import __version__, interfaces
+from . import __version__, interfaces, logs
 from ._rsgi import FileWrapper, Worker
 from .config import Config
 from .importer import AppLoadError, load
@@ -86,6 +86,7 @@ def run(cfg: Config, sockets: list[socket.socket], app: Any, parent: int) -> int
     """The body of a worker process; returns its exit code."""
     prepare_signals()
     die_with_parent(parent)
+    logs.set_title("worker", cfg.proc_name or cfg.app)
     if app is None:
         try:
             app = load(cfg)

@@ -31,3 +31,31 @@ pub fn finish(resp: &mut Response<ResponseBody>, server_header: bool) {
         resp.headers_mut().insert(SERVER, SERVER_NAME);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_replies_say_their_status_and_may_close() {
+        let r = plain(StatusCode::PAYLOAD_TOO_LARGE, true);
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(r.headers()[CONNECTION], "close");
+        assert_eq!(r.headers()[CONTENT_LENGTH], "22");
+        assert!(!plain(StatusCode::BAD_REQUEST, false).headers().contains_key(CONNECTION));
+    }
+
+    #[test]
+    fn server_header_is_added_unless_set_or_disabled() {
+        let mut r = plain(StatusCode::OK, false);
+        finish(&mut r, true);
+        assert_eq!(r.headers()[SERVER], "rsgi");
+        let mut r = plain(StatusCode::OK, false);
+        r.headers_mut().insert(SERVER, HeaderValue::from_static("app"));
+        finish(&mut r, true);
+        assert_eq!(r.headers()[SERVER], "app");
+        let mut r = plain(StatusCode::OK, false);
+        finish(&mut r, false);
+        assert!(!r.headers().contains_key(SERVER));
+    }
+}

@@ -69,12 +69,10 @@ impl EnvironBuilder {
     fn set_path(&self, py: Python<'_>, env: &Bound<'_, PyDict>, head: &RequestHead) -> PyResult<()> {
         let raw_path = head.uri.path();
         let decoded: Vec<u8> = percent_encoding::percent_decode_str(raw_path).collect();
-        // With --root-path the app is mounted below a prefix: PATH_INFO is what follows it.
-        let path_info = match decoded.strip_prefix(self.root_path.as_bytes()) {
-            Some(rest) if !self.root_path.is_empty() && (rest.is_empty() || rest[0] == b'/') => rest,
-            _ => &decoded[..],
-        };
-        env.set_item(intern!(py, "PATH_INFO"), latin1(py, path_info))?;
+        env.set_item(
+            intern!(py, "PATH_INFO"),
+            latin1(py, path_info(&decoded, &self.root_path)),
+        )?;
         let query = head.uri.query().unwrap_or("");
         env.set_item(intern!(py, "QUERY_STRING"), latin1(py, query.as_bytes()))?;
         let raw_uri = head.uri.path_and_query().map_or(raw_path, |pq| pq.as_str());
@@ -150,6 +148,15 @@ impl EnvironBuilder {
     }
 }
 
+/// With `--root-path` the app is mounted below a prefix: PATH_INFO is what follows it. A path
+/// outside the prefix is passed whole (the app decides; Django answers 404).
+fn path_info<'a>(decoded: &'a [u8], root_path: &str) -> &'a [u8] {
+    match decoded.strip_prefix(root_path.as_bytes()) {
+        Some(rest) if !root_path.is_empty() && (rest.is_empty() || rest[0] == b'/') => rest,
+        _ => decoded,
+    }
+}
+
 fn method<'py>(py: Python<'py>, m: &http::Method) -> Bound<'py, PyString> {
     match m.as_str() {
         "GET" => intern!(py, "GET").clone(),
@@ -183,4 +190,18 @@ fn set_addresses(py: Python<'_>, env: &Bound<'_, PyDict>, remote: &Peer, local: 
     env.set_item(intern!(py, "SERVER_NAME"), name)?;
     env.set_item(intern!(py, "SERVER_PORT"), port.into_py_any(py)?)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_info;
+
+    #[test]
+    fn root_path_is_stripped_on_a_segment_boundary() {
+        assert_eq!(path_info(b"/mnt/app/x", "/mnt"), b"/app/x");
+        assert_eq!(path_info(b"/mnt", "/mnt"), b"");
+        assert_eq!(path_info(b"/mntx/y", "/mnt"), b"/mntx/y");
+        assert_eq!(path_info(b"/other", "/mnt"), b"/other");
+        assert_eq!(path_info(b"/a", ""), b"/a");
+    }
 }

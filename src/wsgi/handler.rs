@@ -303,3 +303,43 @@ fn file_response(
         body: ResponseBody::file(file, len),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn length(headers: &HeaderMap) -> Option<&str> {
+        headers.get(CONTENT_LENGTH).map(|v| v.to_str().unwrap())
+    }
+
+    #[test]
+    fn length_is_added_when_missing() {
+        let mut h = HeaderMap::new();
+        set_length(&mut h, 13);
+        assert_eq!(length(&h), Some("13"));
+    }
+
+    #[test]
+    fn a_wrong_declared_length_is_corrected() {
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_LENGTH, HeaderValue::from(99));
+        set_length(&mut h, 13);
+        assert_eq!(length(&h), Some("13"));
+    }
+
+    #[test]
+    fn an_empty_body_keeps_the_declared_length() {
+        // HEAD-style: the app declares the GET length and sends nothing.
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_LENGTH, HeaderValue::from(42));
+        set_length(&mut h, 0);
+        assert_eq!(length(&h), Some("42"));
+    }
+
+    #[test]
+    fn written_data_comes_before_the_iterable() {
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(b"b");
+        assert_eq!(join(vec![Bytes::from_static(b"a")], buf), Bytes::from_static(b"ab"));
+    }
+}

@@ -1,0 +1,115 @@
+//! The HTTP core driven end to end with a stub app that never touches Python: a plain Rust
+//! thread answers the job queue, as the WSGI bridge would.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use _rsgi::config::ServerConfig;
+use _rsgi::http::app::{AppQueue, AppResponse};
+use _rsgi::http::body::ResponseBody;
+use _rsgi::http::request::RequestBody;
+use _rsgi::server::Server;
+use http::{HeaderMap, StatusCode};
+
+/// Starts a server on a free port whose app answers "<method> <path> <body length>".
+fn start(cfg: ServerConfig) -> (Server, u16) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (queue, jobs) = AppQueue::new();
+    let server = Server::start(cfg, &[listener.as_raw_fd()], queue).unwrap();
+    drop(listener); // the server holds its own duplicate
+    std::thread::spawn(move || {
+        for job in jobs.iter() {
+            let len = match &job.body {
+                RequestBody::Memory(b) => b.len() as u64,
+                RequestBody::Spooled { len, .. } => *len,
+            };
+            let text = format!("{} {} {}", job.head.method, job.head.uri.path(), len);
+            let body = ResponseBody::full(text);
+            let _ = job.reply.send(AppResponse {
+                status: StatusCode::OK,
+                headers: HeaderMap::new(),
+                body,
+            });
+        }
+    });
+    (server, port)
+}
+
+fn exchange(port: u16, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn answers_through_the_queue() {
+    let (_server, port) = start(ServerConfig::default());
+    let out = exchange(port, b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+    assert!(out.contains("server: rsgi\r\n"), "{out}");
+    assert!(out.ends_with("GET /x 0"), "{out}");
+}
+
+#[test]
+fn chunked_bodies_are_read_whole_before_the_app() {
+    let (_server, port) = start(ServerConfig::default());
+    let req = b"POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+                5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+    assert!(exchange(port, req).ends_with("POST /p 11"));
+}
+
+#[test]
+fn bodies_past_the_spool_threshold_go_to_a_file() {
+    let cfg = ServerConfig {
+        body_spool_threshold: 16,
+        ..Default::default()
+    };
+    let (_server, port) = start(cfg);
+    let body = vec![b'x'; 100_000];
+    let mut req = format!(
+        "POST /big HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(&body);
+    assert!(exchange(port, &req).ends_with("POST /big 100000"));
+}
+
+#[test]
+fn limits_answer_before_the_app() {
+    let cfg = ServerConfig {
+        max_body_size: 10,
+        limit_request_line: 20,
+        ..Default::default()
+    };
+    let (_server, port) = start(cfg);
+    let out = exchange(
+        port,
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhello world",
+    );
+    assert!(out.starts_with("HTTP/1.1 413 "), "{out}");
+    let out = exchange(port, b"GET /aaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert!(out.starts_with("HTTP/1.1 414 "), "{out}");
+}
+
+#[test]
+fn graceful_stop_closes_idle_connections() {
+    let (server, port) = start(ServerConfig::default());
+    let mut idle = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    let mut buf = [0u8; 1024];
+    assert!(idle.read(&mut buf).unwrap() > 0);
+    server.stop(false);
+    // The server drains: the idle keep-alive connection is closed, and `done` disconnects.
+    let mut rest = Vec::new();
+    assert!(idle.read_to_end(&mut rest).is_ok(), "the idle connection was not closed");
+    let finished = server.done().recv_timeout(Duration::from_secs(5));
+    assert_eq!(finished, Err(crossbeam_channel::RecvTimeoutError::Disconnected));
+}
