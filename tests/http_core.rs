@@ -109,7 +109,10 @@ fn graceful_stop_closes_idle_connections() {
     server.stop(false);
     // The server drains: the idle keep-alive connection is closed, and `done` disconnects.
     let mut rest = Vec::new();
-    assert!(idle.read_to_end(&mut rest).is_ok(), "the idle connection was not closed");
+    assert!(
+        idle.read_to_end(&mut rest).is_ok(),
+        "the idle connection was not closed"
+    );
     let finished = server.done().recv_timeout(Duration::from_secs(5));
     assert_eq!(finished, Err(crossbeam_channel::RecvTimeoutError::Disconnected));
 }
