@@ -14,11 +14,8 @@ log = logging.getLogger("rsgi")
 def setup(level: str, error_log: str = "-") -> None:
     """Configure the root logger once per process. `trace` maps to DEBUG (Python has no TRACE)."""
     lvl = logging.DEBUG if level == "trace" else getattr(logging, level.upper(), logging.INFO)
-    handler: logging.Handler
-    if error_log in ("", "-"):
-        handler = logging.StreamHandler(sys.stderr)
-    else:
-        handler = logging.FileHandler(error_log)
+    to_stderr = error_log in ("", "-")
+    handler: logging.Handler = logging.StreamHandler(sys.stderr) if to_stderr else logging.FileHandler(error_log)
     handler.setFormatter(logging.Formatter(FORMAT, DATEFMT))
     root = logging.getLogger()
     for h in list(root.handlers):

@@ -169,10 +169,8 @@ class Supervisor:
             self._kill(pid, sig)
 
     def _kill(self, pid: int, sig: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
 
     def _enforce_deadline(self) -> None:
         if self.stopping is not None and self.children and time.monotonic() > self.stopping:

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::CONTENT_LENGTH;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use hyper::body::Incoming;
@@ -106,7 +106,6 @@ fn check_head(req: &Request<Incoming>, cfg: &ServerConfig) -> Option<StatusCode>
     if req.method() == Method::CONNECT {
         return Some(StatusCode::METHOD_NOT_ALLOWED);
     }
-    let _ = CONTENT_TYPE;
     None
 }
 
