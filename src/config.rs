@@ -13,6 +13,8 @@ pub struct ServerConfig {
     pub runtime_threads: usize,
     /// Idle time allowed between requests on a kept-alive connection, and for a request head to arrive.
     pub keepalive: Duration,
+    /// Longest pause allowed between two reads of a request body (408 after it).
+    pub body_timeout: Duration,
     /// How long a stopping worker waits for in-flight requests before closing connections.
     pub graceful_timeout: Duration,
     /// Largest request body accepted (413 above it, checked before the app runs).
@@ -40,6 +42,7 @@ impl Default for ServerConfig {
         Self {
             runtime_threads: 1,
             keepalive: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(30),
             graceful_timeout: Duration::from_secs(30),
             max_body_size: 50 * 1024 * 1024,
             body_spool_threshold: 1024 * 1024,
@@ -66,6 +69,7 @@ impl<'a, 'py> FromPyObject<'a, 'py> for ServerConfig {
         Ok(Self {
             runtime_threads: get("runtime_threads")?.extract::<usize>()?.max(1),
             keepalive: secs(get("keepalive")?.extract()?),
+            body_timeout: secs(get("body_timeout")?.extract()?),
             graceful_timeout: secs(get("graceful_timeout")?.extract()?),
             max_body_size: get("max_body_size")?.extract()?,
             body_spool_threshold: get("body_spool_threshold")?.extract()?,

@@ -8,6 +8,7 @@ __version__: str
 class _ServerConfig(Protocol):
     runtime_threads: int
     keepalive: float
+    body_timeout: float
     graceful_timeout: float
     max_body_size: int
     body_spool_threshold: int

@@ -106,6 +106,9 @@ class Config:
         "Seconds a stopping worker lets in-flight requests finish.",
         ("--graceful-timeout", "--timeout-graceful-shutdown"),
     )
+    body_timeout: float = setting(
+        30.0, "Seconds a request body may stall between two reads (408 after).", ("--body-timeout",)
+    )
     max_body_size: int = setting(50 * MIB, "Largest request body in bytes (413 above).", ("--max-body-size",))
     body_spool_threshold: int = setting(
         1 * MIB, "Request bodies above this many bytes are spooled to a temporary file.", ("--body-spool-threshold",)

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio_util::io::ReaderStream;
 
 use super::request::RequestBody;
+use crate::config::ServerConfig;
 
 /// Why a request body could not be read.
 #[derive(Debug)]
@@ -23,16 +24,25 @@ pub enum BodyError {
     Read(hyper::Error),
     /// Spooling to a temporary file failed (500).
     Spool(std::io::Error),
+    /// The client sent nothing for `--body-timeout` in the middle of its body (408).
+    Timeout,
 }
 
 /// Reads the whole body. Stays in memory up to `spool_threshold` bytes, then moves to a
 /// temporary file. Writes to the temp file are small and sequential on a local disk; they run
 /// inline rather than through `spawn_blocking`, which would cost a thread hop per frame.
-pub async fn collect(mut body: Incoming, max: u64, spool_threshold: usize) -> Result<RequestBody, BodyError> {
+/// A client that stalls mid-body is cut off after `body_timeout` without progress, so it can't
+/// hold a connection slot forever (hyper's head timer does not cover bodies).
+pub async fn collect(mut body: Incoming, cfg: &ServerConfig) -> Result<RequestBody, BodyError> {
+    let (max, spool_threshold) = (cfg.max_body_size, cfg.body_spool_threshold);
     let mut mem = BytesMut::new();
     let mut spool: Option<std::fs::File> = None;
     let mut total: u64 = 0;
-    while let Some(frame) = body.frame().await {
+    loop {
+        let Ok(next) = tokio::time::timeout(cfg.body_timeout, body.frame()).await else {
+            return Err(BodyError::Timeout);
+        };
+        let Some(frame) = next else { break };
         let frame = frame.map_err(BodyError::Read)?;
         let Ok(data) = frame.into_data() else { continue }; // trailers are dropped
         total += data.len() as u64;

@@ -16,8 +16,10 @@ use crate::server::listener::Stream;
 use crate::server::shutdown::Stop;
 
 /// Largest request head (request line + all header fields) hyper will buffer; 431 beyond it.
-/// Per-field and field-count limits are separate settings checked in `service`.
-const MAX_HEAD_SIZE: usize = 64 * 1024;
+/// Per-field and field-count limits are separate settings checked in `service`. It is above
+/// hyper's own 64 KiB request-target cap, so an over-long target gets 414 (from hyper or from
+/// `--limit-request-line`) rather than 431.
+const MAX_HEAD_SIZE: usize = 96 * 1024;
 
 /// The HTTP/1 connection settings, built once per worker.
 pub fn http1_builder(cfg: &ServerConfig) -> http1::Builder {

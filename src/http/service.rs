@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::CONTENT_LENGTH;
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::header::{CONTENT_LENGTH, HOST};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body::Body;
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
@@ -33,8 +33,9 @@ pub async fn handle(req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<ConnI
     let body = if incoming.is_end_stream() {
         RequestBody::Memory(Default::default())
     } else {
-        match body::collect(incoming, cfg.max_body_size, cfg.body_spool_threshold).await {
+        match body::collect(incoming, cfg).await {
             Ok(b) => b,
+            Err(BodyError::Timeout) => return finish(response::plain(StatusCode::REQUEST_TIMEOUT, true), cfg),
             Err(BodyError::TooLarge) => return finish(response::plain(StatusCode::PAYLOAD_TOO_LARGE, true), cfg),
             Err(BodyError::Read(e)) => {
                 log::debug!("request body read failed: {e}");
@@ -95,6 +96,12 @@ fn check_head(req: &Request<Incoming>, cfg: &ServerConfig) -> Option<StatusCode>
         .any(|(n, v)| n.as_str().len() + v.len() > cfg.limit_request_field_size)
     {
         return Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    }
+    // RFC 9112 §3.2: an HTTP/1.1 request needs exactly one Host header; two are never valid.
+    // (A wrong Host is how cache-poisoning and routing confusion start.)
+    let hosts = headers.get_all(HOST).iter().count();
+    if hosts > 1 || (hosts == 0 && req.version() == Version::HTTP_11) {
+        return Some(StatusCode::BAD_REQUEST);
     }
     if let Some(len) = headers.get(CONTENT_LENGTH).and_then(parse_len) {
         if len > cfg.max_body_size {

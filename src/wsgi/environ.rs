@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::os::fd::IntoRawFd;
 
-use http::header::{HeaderName, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HOST, TRANSFER_ENCODING};
+use http::header::{HeaderName, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, TRANSFER_ENCODING};
 use http::Version;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
@@ -107,10 +107,10 @@ impl EnvironBuilder {
             };
             env.set_item(self.header_key(py, name), value)?;
         }
-        if !headers.contains_key(HOST) {
-            if let Some(auth) = head.uri.authority() {
-                env.set_item(intern!(py, "HTTP_HOST"), auth.as_str())?;
-            }
+        // RFC 9112 §3.2.2: with an absolute-form target ("GET http://host/p"), the target's
+        // authority is the host, whatever the Host header says.
+        if let Some(auth) = head.uri.authority() {
+            env.set_item(intern!(py, "HTTP_HOST"), auth.as_str())?;
         }
         Ok(())
     }

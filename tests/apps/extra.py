@@ -109,3 +109,65 @@ def headers_echo(environ, start_response):
     headers = parse_qsl(environ.get("QUERY_STRING", ""))
     start_response("200 OK", [("Content-Type", "text/plain"), *headers])
     return [b"ok"]
+
+
+def yields_str(environ, start_response):
+    """PEP 3333 bodies are bytes: a str chunk is an app error (500 before anything was sent)."""
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return ["not bytes"]
+
+
+def double_start(environ, start_response):
+    """start_response twice without exc_info is an app error."""
+    start_response("200 OK", [])
+    start_response("404 Not Found", [])
+    return [b"never sent"]
+
+
+def exc_info_after_headers_sent(environ, start_response):
+    """exc_info once the headers are out: start_response must re-raise, aborting the response."""
+    import sys
+
+    start_response("200 OK", [("Content-Type", "text/plain")])
+
+    def gen():
+        yield b"first part\n"
+        try:
+            raise ValueError("too late to replace the headers")
+        except ValueError:
+            start_response("500 Internal Server Error", [], sys.exc_info())
+        yield b"must not be sent\n"
+
+    return gen()
+
+
+def lazy_start(environ, start_response):
+    """PEP 3333 allows calling start_response inside the generator, before its first chunk."""
+
+    def gen():
+        start_response("201 Created", [("Content-Type", "text/plain"), ("X-Lazy", "yes")])
+        yield b"lazy "
+        yield b"start"
+
+    return gen()
+
+
+def gen_with_length(environ, start_response):
+    """A generator with a declared Content-Length (?N): 5 chunks of 8 bytes, 40 in all."""
+    declared = environ.get("QUERY_STRING") or "40"
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", declared)])
+
+    def gen():
+        for i in range(5):
+            yield b"chunk %d\n" % i
+
+    return gen()
+
+
+def file_wrapper_bytesio(environ, start_response):
+    """wsgi.file_wrapper over an object with no file descriptor: the server must iterate it."""
+    import io
+
+    data = b"".join(b"line %05d\n" % i for i in range(5000))  # 55 000 bytes, blksize 4096
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return environ["wsgi.file_wrapper"](io.BytesIO(data), 4096)

@@ -1,0 +1,432 @@
+"""The supervisor under real signals and real load: worker processes, replacement of a dead
+worker, graceful and fast stops, reloads, scaling, preload, threads and dying with the parent.
+
+Every wait here is a poll of a condition with a deadline (worker pids, a marker file the app
+writes when a request enters it, a log line), never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+import psutil
+import pytest
+from conftest import Server, StartServer
+
+SUPERVISION_APP = "apps.supervision:app"
+T = TypeVar("T")
+
+
+def wait_until(condition: Callable[[], T], timeout: float, what: str) -> T:
+    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def live_workers(server: Server) -> set[int]:
+    """Pids of the supervisor's children that are running (not yet-unreaped zombies)."""
+    return {pid for pid in server.worker_pids() if alive(pid)}
+
+
+def wait_workers(server: Server, count: int, timeout: float = 15.0, exclude: Iterable[int] = ()) -> set[int]:
+    exclude = set(exclude)
+
+    def check() -> set[int] | None:
+        pids = live_workers(server)
+        return pids if len(pids) == count and not pids & exclude else None
+
+    return wait_until(check, timeout, f"{count} workers (excluding {sorted(exclude)}); have {live_workers(server)}")
+
+
+def marker_lines(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+def refuses_connections(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+            return False
+    except ConnectionRefusedError:
+        return True
+
+
+class Background:
+    """One request run on a thread, so the test can signal the server while it is in flight."""
+
+    def __init__(self, url: str, timeout: float = 20.0) -> None:
+        self.response: httpx.Response | None = None
+        self.error: Exception | None = None
+        self.finished_at = 0.0
+        self._thread = threading.Thread(target=self._run, args=(url, timeout), daemon=True)
+        self._thread.start()
+
+    def _run(self, url: str, timeout: float) -> None:
+        try:
+            self.response = httpx.get(url, timeout=timeout)
+        except httpx.HTTPError as e:
+            self.error = e
+        self.finished_at = time.monotonic()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "background request did not finish"
+
+
+def start_slow_request(server: Server, marker: Path, seconds: float) -> Background:
+    """Start /slow?seconds and return once the app has surely been entered (marker written)."""
+    before = len(marker_lines(marker))
+    request = Background(f"{server.url}/slow?{seconds}")
+    wait_until(lambda: len(marker_lines(marker)) > before, 10, "the slow request to enter the app")
+    return request
+
+
+@pytest.fixture
+def marker(tmp_path: Path) -> Path:
+    return tmp_path / "entered"
+
+
+# -- workers ---------------------------------------------------------------------------------
+
+
+def test_two_workers_are_two_processes_serving_requests(serve: StartServer) -> None:
+    server = serve(SUPERVISION_APP, "--workers", "2")
+    pids = wait_workers(server, 2)
+    assert server.pid not in pids
+    server.wait_log("starting 2 workers")
+    with httpx.Client(timeout=5) as client:
+        for _ in range(10):
+            r = client.get(server.url + "/pid", headers={"Connection": "close"})
+            assert r.status_code == 200
+            assert int(r.text) in pids
+
+
+def test_killed_worker_is_replaced_and_requests_keep_succeeding(serve: StartServer) -> None:
+    server = serve(SUPERVISION_APP, "--workers", "2")
+    pids = wait_workers(server, 2)
+    victim = min(pids)
+    os.kill(victim, signal.SIGKILL)
+    new = wait_workers(server, 2, exclude={victim})
+    assert len(new - pids) == 1, f"exactly one new worker expected: before {pids}, after {new}"
+    server.wait_log(f"worker {victim} was killed by SIGKILL")
+    with httpx.Client(timeout=5) as client:
+        for _ in range(20):
+            r = client.get(server.url + "/pid", headers={"Connection": "close"})
+            assert r.status_code == 200
+            assert int(r.text) in new
+
+
+def test_threads_serve_slow_requests_in_parallel(serve: StartServer) -> None:
+    server = serve("apps.basic:slow", "--threads", "4", ready_path="/?0")
+    results: list[int] = []
+    barrier = threading.Barrier(4)
+
+    def one() -> None:
+        with httpx.Client(timeout=10) as client:
+            barrier.wait()
+            results.append(client.get(server.url + "/?1").status_code)
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+    elapsed = time.monotonic() - started
+    assert results == [200] * 4
+    assert elapsed < 2.0, f"4 x 1 s requests on 4 threads took {elapsed:.2f}s (serialised?)"
+
+
+# -- stopping --------------------------------------------------------------------------------
+
+
+def test_sigterm_lets_the_in_flight_request_finish_then_exits_0(serve: StartServer, marker: Path) -> None:
+    server = serve(SUPERVISION_APP, env={"RSGI_TEST_MARKER": str(marker)})
+    request = start_slow_request(server, marker, 2)
+    server.signal(signal.SIGTERM)
+    request.join(15)
+    assert request.error is None
+    assert request.response is not None
+    assert request.response.status_code == 200
+    assert request.response.text == "slept 2.0"
+    assert server.wait(15) == 0
+    assert "stopped" in server.log()
+    assert server.port is not None
+    assert refuses_connections(server.port)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: during a graceful stop the listening socket stays open (supervisor and workers keep it), "
+    "so new connections are queued and hang until the drain ends instead of being refused",
+)
+def test_new_connections_are_refused_during_the_drain(serve: StartServer, marker: Path) -> None:
+    server = serve(SUPERVISION_APP, env={"RSGI_TEST_MARKER": str(marker)})
+    request = start_slow_request(server, marker, 3)
+    server.signal(signal.SIGTERM)
+    server.wait_log("worker stopping (Graceful)")
+    started = time.monotonic()
+    try:
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(server.url + "/", timeout=1.5)
+    finally:
+        request.join(15)
+        server.wait(15)
+    assert time.monotonic() - started < 1.0
+
+
+def test_sigterm_under_continuous_load_drops_nothing_and_exits_cleanly(serve: StartServer) -> None:
+    server = serve("apps.basic:hello", "--workers", "2")
+    results: list[tuple[float, int | None, str]] = []  # (start, status or None, error)
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def client() -> None:
+        with httpx.Client(timeout=5) as c:
+            while not done.is_set():
+                started = time.monotonic()
+                try:
+                    status, error = c.get(server.url + "/").status_code, ""
+                except httpx.TransportError as e:
+                    status, error = None, repr(e)
+                with lock:
+                    results.append((started, status, error))
+                if status is None:
+                    time.sleep(0.01)  # the server is going away; don't spin on refused connects
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        wait_until(lambda: sum(1 for r in results if r[1] == 200) >= 300, 10, "300 requests under load")
+        t_stop = time.monotonic()
+        server.signal(signal.SIGTERM)
+        code = server.wait(15)
+    finally:
+        done.set()
+        for t in threads:
+            t.join(10)
+    assert code == 0
+    assert "stopped" in server.log()
+    # A request whose bytes reach the server at the very instant the drain closes an idle
+    # keep-alive connection can lose that race (clients may retry then, RFC 9112 §9.3.1); every
+    # request sent earlier than that must have been answered.
+    before = [r for r in results if r[0] < t_stop - 0.1]
+    assert len(before) >= 100
+    failed = [r for r in before if r[1] != 200]
+    assert not failed, f"{len(failed)} of {len(before)} requests before the stop failed: {failed[:5]}"
+    # No worker answered with an error while draining: failures are connection-level only.
+    assert {r[1] for r in results if r[1] is not None} == {200}
+
+
+def test_graceful_timeout_bounds_the_shutdown(serve: StartServer, marker: Path) -> None:
+    server = serve(SUPERVISION_APP, "--graceful-timeout", "1", env={"RSGI_TEST_MARKER": str(marker)})
+    request = start_slow_request(server, marker, 10)
+    t_stop = time.monotonic()
+    server.signal(signal.SIGTERM)
+    assert server.wait(15) == 0
+    elapsed = time.monotonic() - t_stop
+    assert elapsed < 9.0, f"took {elapsed:.1f}s to stop with --graceful-timeout 1 and a 10 s request"
+    request.join(15)
+    # The request outlived the grace period: its connection was closed without an answer.
+    assert request.response is None
+    assert isinstance(request.error, httpx.TransportError)
+    assert request.finished_at - t_stop < 9.0
+    log = server.log()
+    assert "still busy after the graceful timeout" in log or "after the graceful timeout; killing" in log
+
+
+def test_sigquit_is_a_fast_stop(serve: StartServer, marker: Path) -> None:
+    server = serve(SUPERVISION_APP, env={"RSGI_TEST_MARKER": str(marker)})
+    request = start_slow_request(server, marker, 3)
+    t_stop = time.monotonic()
+    server.signal(signal.SIGQUIT)
+    request.join(10)
+    # Not drained: the connection is cut at once instead of waiting the 3 s for the answer.
+    assert request.response is None
+    assert isinstance(request.error, httpx.TransportError)
+    assert request.finished_at - t_stop < 2.0
+    assert server.wait(15) == 0
+
+
+def test_sigint_stops_like_sigterm(serve: StartServer) -> None:
+    server = serve("apps.basic:hello")
+    server.signal(signal.SIGINT)
+    assert server.wait(15) == 0
+    assert "(SIGINT)" in server.log()
+
+
+# -- apps that cannot be served --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("app", "flags", "message"),
+    [
+        ("apps.broken:app", ["--workers", "2"], "deliberately broken app module"),
+        ("apps.broken:app", ["--preload", "--workers", "2"], "deliberately broken app module"),
+        ("apps.does_not_exist:app", [], "could not import module 'apps.does_not_exist'"),
+        ("apps.basic:no_such_app", [], "has no attribute 'no_such_app'"),
+    ],
+    ids=["import-error", "import-error-preload", "missing-module", "missing-attribute"],
+)
+def test_app_that_cannot_load_exits_3_without_respawning(
+    serve: StartServer, app: str, flags: list[str], message: str
+) -> None:
+    server = serve(app, *flags, ready=False)
+    assert server.wait(20) == 3
+    log = server.log()
+    assert message in log
+    # At most one attempt per configured worker: no respawn loop.
+    workers = int(flags[flags.index("--workers") + 1]) if "--workers" in flags else 1
+    attempts = log.count(message)
+    assert 1 <= attempts <= workers * 2, log  # the message may appear in the log line and the traceback
+    assert "starting a new one" not in log
+
+
+def test_asgi_app_is_refused_with_exit_3(serve: StartServer) -> None:
+    server = serve("apps.basic:asgi_app", ready=False)
+    assert server.wait(20) == 3
+    log = server.log()
+    assert "apps.basic:asgi_app is an ASGI app" in log
+    assert "WSGI" in log
+    assert "starting a new one" not in log
+
+
+# -- signals that change the workers ---------------------------------------------------------
+
+
+def test_sigttin_and_sigttou_change_the_worker_count(serve: StartServer) -> None:
+    server = serve(SUPERVISION_APP)
+    (first,) = wait_workers(server, 1)
+    server.signal(signal.SIGTTIN)
+    server.wait_log("SIGTTIN: 2 workers")
+    wait_workers(server, 2)
+    server.signal(signal.SIGTTIN)
+    server.wait_log("SIGTTIN: 3 workers")
+    three = wait_workers(server, 3)
+    assert first in three
+    server.signal(signal.SIGTTOU)
+    server.wait_log("SIGTTOU: 2 workers")
+    wait_workers(server, 2)
+    server.signal(signal.SIGTTOU)
+    server.wait_log("SIGTTOU: 1 workers")
+    (last,) = wait_workers(server, 1)
+    assert last != first, "SIGTTOU should retire the oldest workers first"
+    r = httpx.get(server.url + "/pid", timeout=5)
+    assert r.status_code == 200
+    assert int(r.text) == last
+
+
+def test_sighup_replaces_workers_while_requests_keep_being_answered(serve: StartServer) -> None:
+    server = serve(SUPERVISION_APP, "--workers", "2")
+    old = wait_workers(server, 2)
+    answered: list[int] = []  # pid of the worker that answered
+    failures: list[str] = []
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def client() -> None:
+        with httpx.Client(timeout=5) as c:
+            while not done.is_set():
+                # One retry on a connection-level error, as RFC 9112 §9.3.1 allows for idempotent
+                # requests: an idle keep-alive connection to an old worker may close under us.
+                for attempt in range(2):
+                    try:
+                        r = c.get(server.url + "/pid")
+                    except httpx.TransportError as e:
+                        if attempt:
+                            with lock:
+                                failures.append(repr(e))
+                        continue
+                    with lock:
+                        answered.append(int(r.text) if r.status_code == 200 else -r.status_code)
+                    break
+
+    threads = [threading.Thread(target=client) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        wait_until(lambda: len(answered) >= 100, 10, "requests before SIGHUP")
+        server.signal(signal.SIGHUP)
+        new = wait_workers(server, 2, exclude=old)
+        mark = len(answered)
+        wait_until(lambda: len(answered) >= mark + 100, 10, "requests after SIGHUP")
+    finally:
+        done.set()
+        for t in threads:
+            t.join(10)
+    server.wait_log("SIGHUP: replacing workers")
+    assert not failures, failures[:5]
+    assert all(pid > 0 for pid in answered), "a request got an HTTP error status"
+    # Once the new workers run, only they answer.
+    assert set(answered[-30:]) <= new, (set(answered[-30:]), new)
+    assert server.proc.poll() is None
+
+
+def test_sighup_loads_changed_app_code(serve: StartServer, tmp_path: Path) -> None:
+    app_dir = tmp_path / "code"
+    app_dir.mkdir()
+    module = app_dir / "reloadable_app.py"
+    source = """\
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"%s"]
+"""
+    module.write_text(source % "version one")
+    server = serve("reloadable_app:app", "--app-dir", str(app_dir), env={"PYTHONDONTWRITEBYTECODE": "1"})
+    old = wait_workers(server, 1)
+    assert httpx.get(server.url + "/", timeout=5).text == "version one"
+    module.write_text(source % "version two, longer")
+    server.signal(signal.SIGHUP)
+    wait_workers(server, 1, exclude=old)
+    assert httpx.get(server.url + "/", timeout=5).text == "version two, longer"
+
+
+# -- preload and process lifetime ------------------------------------------------------------
+
+
+def test_preload_imports_the_app_once_in_the_supervisor(serve: StartServer, tmp_path: Path) -> None:
+    imports = tmp_path / "imports"
+    server = serve("apps.import_probe:app", "--preload", "--workers", "2", env={"RSGI_TEST_IMPORT_LOG": str(imports)})
+    workers = wait_workers(server, 2)
+    r = httpx.get(server.url + "/", timeout=5)
+    assert int(r.text) in workers
+    assert marker_lines(imports) == [str(server.pid)]
+
+
+def test_without_preload_each_worker_imports_the_app(serve: StartServer, tmp_path: Path) -> None:
+    imports = tmp_path / "imports"
+    server = serve("apps.import_probe:app", "--workers", "2", env={"RSGI_TEST_IMPORT_LOG": str(imports)})
+    workers = wait_workers(server, 2)
+    lines = wait_until(lambda: marker_lines(imports) if len(marker_lines(imports)) == 2 else None, 10, "2 imports")
+    assert {int(pid) for pid in lines} == workers
+
+
+def test_workers_die_with_a_sigkilled_supervisor(serve: StartServer) -> None:
+    server = serve(SUPERVISION_APP, "--workers", "2")
+    workers = wait_workers(server, 2)
+    os.kill(server.pid, signal.SIGKILL)
+    server.wait(5)
+    wait_until(lambda: not any(alive(pid) for pid in workers), 5, f"workers {sorted(workers)} to exit")
+    assert server.port is not None
+    assert refuses_connections(server.port), "an orphaned worker still holds the port"
