@@ -175,24 +175,26 @@ def test_sigterm_lets_the_in_flight_request_finish_then_exits_0(serve: StartServ
     assert refuses_connections(server.port)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: during a graceful stop the listening socket stays open (supervisor and workers keep it), "
-    "so new connections are queued and hang until the drain ends instead of being refused",
-)
 def test_new_connections_are_refused_during_the_drain(serve: StartServer, marker: Path) -> None:
     server = serve(SUPERVISION_APP, env={"RSGI_TEST_MARKER": str(marker)})
     request = start_slow_request(server, marker, 3)
     server.signal(signal.SIGTERM)
     server.wait_log("worker stopping (Graceful)")
     started = time.monotonic()
+    refused_after = None
     try:
-        with pytest.raises(httpx.ConnectError):
-            httpx.get(server.url + "/", timeout=1.5)
+        # A connection that raced into the backlog just before the listener closed is still
+        # served (with Connection: close); the next ones must be refused outright.
+        while refused_after is None and time.monotonic() - started < 1.0:
+            try:
+                r = httpx.get(server.url + "/", timeout=1.5)
+                assert r.headers["connection"] == "close"
+            except httpx.ConnectError:
+                refused_after = time.monotonic() - started
     finally:
         request.join(15)
         server.wait(15)
-    assert time.monotonic() - started < 1.0
+    assert refused_after is not None, "new connections were not refused during the drain"
 
 
 def test_sigterm_under_continuous_load_drops_nothing_and_exits_cleanly(serve: StartServer) -> None:
@@ -228,12 +230,12 @@ def test_sigterm_under_continuous_load_drops_nothing_and_exits_cleanly(serve: St
             t.join(10)
     assert code == 0
     assert "stopped" in server.log()
-    # A request whose bytes reach the server at the very instant the drain closes an idle
-    # keep-alive connection can lose that race (clients may retry then, RFC 9112 §9.3.1); every
-    # request sent earlier than that must have been answered.
-    before = [r for r in results if r[0] < t_stop - 0.1]
+    # Every request sent before the stop was answered: open connections are not cut (each
+    # response says Connection: close) and connections already queued are served. The only
+    # failure allowed is a refused connect, i.e. a request that was never sent.
+    before = [r for r in results if r[0] < t_stop]
     assert len(before) >= 100
-    failed = [r for r in before if r[1] != 200]
+    failed = [r for r in before if r[1] != 200 and "ConnectError" not in r[2]]
     assert not failed, f"{len(failed)} of {len(before)} requests before the stop failed: {failed[:5]}"
     # No worker answered with an error while draining: failures are connection-level only.
     assert {r[1] for r in results if r[1] is not None} == {200}
@@ -348,19 +350,16 @@ def test_sighup_replaces_workers_while_requests_keep_being_answered(serve: Start
     def client() -> None:
         with httpx.Client(timeout=5) as c:
             while not done.is_set():
-                # One retry on a connection-level error, as RFC 9112 §9.3.1 allows for idempotent
-                # requests: an idle keep-alive connection to an old worker may close under us.
-                for attempt in range(2):
-                    try:
-                        r = c.get(server.url + "/pid")
-                    except httpx.TransportError as e:
-                        if attempt:
-                            with lock:
-                                failures.append(repr(e))
-                        continue
+                # No retries: old workers answer with Connection: close instead of cutting
+                # connections, and the socket stays open for the new workers.
+                try:
+                    r = c.get(server.url + "/pid")
+                except httpx.TransportError as e:
                     with lock:
-                        answered.append(int(r.text) if r.status_code == 200 else -r.status_code)
-                    break
+                        failures.append(repr(e))
+                    continue
+                with lock:
+                    answered.append(int(r.text) if r.status_code == 200 else -r.status_code)
 
     threads = [threading.Thread(target=client) for _ in range(3)]
     for t in threads:

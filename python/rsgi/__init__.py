@@ -20,9 +20,13 @@ def run(app: str, **settings: Any) -> int:
     from .config import FIELDS, build, parse_value
     from .supervisor import Supervisor
 
-    flags = {"app": app}
+    # Every spelling a flag has is a keyword: --timeout-keep-alive is timeout_keep_alive.
+    names = {flag.lstrip("-").replace("-", "_"): f.name for f in FIELDS.values() for flag in f.metadata["flags"]}
+    names.update({name: name for name in FIELDS})
+    flags: dict[str, Any] = {"app": app}
     for key, value in settings.items():
-        if key not in FIELDS:
+        if key not in names:
             raise TypeError(f"run() got an unknown setting {key!r}")
-        flags[key] = value if key == "bind" and isinstance(value, list) else parse_value(FIELDS[key], value)
+        f = FIELDS[names[key]]
+        flags[f.name] = value if f.name == "bind" and isinstance(value, list) else parse_value(f, value)
     return Supervisor(build(flags)).run()

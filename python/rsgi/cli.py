@@ -77,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(2)
     if check:
         print_config(cfg)
+        for name in cfg.pending_settings():
+            warn_early(f"{name} is accepted for compatibility but not implemented yet; it has no effect")
         return
     from .supervisor import Supervisor
 

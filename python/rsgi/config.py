@@ -15,7 +15,7 @@ import os
 import runpy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 MIB = 1024 * 1024
 
@@ -48,8 +48,21 @@ def setting(
     return field(default=default, metadata=meta)
 
 
+# gunicorn server hooks: functions in a config file that rsgi does not call (yet).
+GUNICORN_HOOKS = frozenset(
+    {
+        *("on_starting", "on_reload", "when_ready", "pre_fork", "post_fork", "post_worker_init", "worker_int"),
+        *("worker_abort", "pre_exec", "pre_request", "post_request", "child_exit", "worker_exit"),
+        *("nworkers_changed", "on_exit", "ssl_context"),
+    }
+)
+
+
 @dataclass
 class Config:
+    # Names of the settings given explicitly (config file, environment or flags), set by build().
+    explicit: ClassVar[frozenset[str]] = frozenset()
+
     app: str = setting("", "The application, as module:attribute (e.g. mysite.wsgi:application).", env=("APP",))
     config: str = setting("", "Python config file (gunicorn.conf.py style).", ("-c", "--config"))
 
@@ -201,10 +214,7 @@ class Config:
         if self.host or self.port:
             host = self.host or "127.0.0.1"
             out.append(f"[{host}]:{self.port or 8000}" if ":" in host else f"{host}:{self.port or 8000}")
-        if not out:
-            port = os.environ.get("PORT")
-            out.append(f"0.0.0.0:{port}" if port else "127.0.0.1:8000")
-        return out
+        return out or ["127.0.0.1:8000"]
 
     def resolved_interface(self) -> str:
         """`--interface`, or what a gunicorn `-k` worker class implies."""
@@ -227,18 +237,40 @@ class Config:
                 raise ConfigError(f"{name} must be at least 1")
         if self.keepalive <= 0:
             raise ConfigError("keepalive must be positive")
+        for address in self.binds():
+            check_address(address)
 
     def pending_settings(self) -> list[str]:
-        """Settings given a non-default value that this release accepts but does not act on."""
-        out = []
-        for f in dataclasses.fields(self):
-            if f.metadata.get("pending") and getattr(self, f.name) != f.default:
-                out.append(f.name)
-        return out
+        """Settings given explicitly that this release accepts but does not act on."""
+        return [f.name for f in dataclasses.fields(self) if f.metadata.get("pending") and f.name in self.explicit]
 
 
 class ConfigError(ValueError):
     """A setting has a value rsgi cannot use."""
+
+
+def check_address(address: str) -> None:
+    """Reject a bind address that can never work, before anything is bound."""
+    if address.startswith("unix:"):
+        if not address[5:]:
+            raise ConfigError(f"bind {address!r}: no socket path")
+        return
+    if address.startswith("fd://"):
+        if not address[5:].isdigit():
+            raise ConfigError(f"bind {address!r}: fd:// needs a file descriptor number")
+        return
+    if address.startswith("["):
+        _, sep, port = address[1:].partition("]:")
+        if not sep:
+            raise ConfigError(f"bind {address!r}: expected [IPv6]:PORT")
+    elif address.count(":") == 1:
+        port = address.rpartition(":")[2]
+    elif address.isdigit():
+        port = address
+    else:
+        return  # a bare host name: port 8000
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"bind {address!r}: port must be a number from 0 to 65535")
 
 
 FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(Config)}
@@ -290,10 +322,18 @@ def from_env(environ: Mapping[str, str]) -> dict[str, Any]:
 
 def from_file(path: str, warn: Callable[[str], None]) -> dict[str, Any]:
     """Settings from a Python config file; gunicorn.conf.py names are understood."""
-    namespace = runpy.run_path(path)
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file {path!r} not found")
+    try:
+        namespace = runpy.run_path(path)
+    except Exception as e:
+        raise ConfigError(f"config file {path!r} failed to run: {type(e).__name__}: {e}") from e
     by_conf = {alias: f for f in FIELDS.values() for alias in (f.name, *f.metadata["conf"])}
     out: dict[str, Any] = {}
     for key, value in namespace.items():
+        if key in GUNICORN_HOOKS and callable(value):
+            warn(f"config file {path}: server hook {key}() is not supported by rsgi and is not called")
+            continue
         if key.startswith("_") or callable(value) or isinstance(value, type(os)):
             continue
         f = by_conf.get(key)
@@ -316,6 +356,11 @@ def build(
         values.update(from_file(path, warn))
     values.update(env)
     values.update(flags)
+    # gunicorn's rule: PORT gives the default address only when no address was set anywhere.
+    addresses = ("bind", "host", "port", "uds", "fd")
+    if environ.get("PORT") and not any(values.get(k) not in (None, "", 0, -1, []) for k in addresses):
+        values["bind"] = [f"0.0.0.0:{environ['PORT']}"]
     cfg = Config(**values)
+    cfg.explicit = frozenset(values)
     cfg.validate()
     return cfg

@@ -42,6 +42,7 @@ class Supervisor:
         self.children: dict[int, Child] = {}
         self.target = cfg.workers
         self.sockets: list[socket.socket] = []
+        self.unix_paths: list[str] = []
         self.app: Any = None
         self.stopping: float | None = None  # deadline once a stop began
         self.exit_code = 0
@@ -60,11 +61,12 @@ class Supervisor:
         prepare_path(cfg)
         try:
             self.sockets = [sockets.bind(a, cfg.backlog) for a in cfg.binds()]
-        except OSError as e:
+        except (OSError, ValueError) as e:
             log.error("could not bind %s: %s", " ".join(cfg.binds()), e)
             return 1
         for s in self.sockets:
             log.info("listening on %s", sockets.describe(s))
+        self.unix_paths = [s.getsockname() for s in self.sockets if s.family == socket.AF_UNIX]
         if cfg.preload:
             try:
                 self.app = load(cfg)
@@ -86,10 +88,10 @@ class Supervisor:
                 self._enforce_deadline()
         finally:
             for s in self.sockets:
-                with contextlib.suppress(OSError):
-                    if s.family == socket.AF_UNIX:
-                        os.unlink(s.getsockname())
                 s.close()
+            for path in self.unix_paths:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
         log.info("stopped")
         return self.exit_code
 
@@ -105,6 +107,10 @@ class Supervisor:
                 "s"[: len(self.children) != 1],
                 signal.Signals(sig).name,
             )
+            # Stop listening now; each worker closes its own copy when it stops accepting, and
+            # then new connections are refused instead of waiting for a worker that won't come.
+            for s in self.sockets:
+                s.close()
         self._signal_all(sig)
 
     # -- workers -------------------------------------------------------------------------

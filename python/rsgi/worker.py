@@ -108,6 +108,10 @@ def run(cfg: Config, sockets: list[socket.socket], app: Any, parent: int) -> int
         return EXIT_BOOT_ERROR
 
     worker = Worker(cfg, [s.fileno() for s in sockets])
+    # The core holds its own duplicates; closing ours means a stopping worker really stops
+    # listening once the core drops them (new connections are refused, not left hanging).
+    for s in sockets:
+        s.close()
     environ = base_environ(cfg)
     extra = [
         threading.Thread(target=worker.run_wsgi, args=(app, environ), name=f"rsgi-app-{i}", daemon=True)

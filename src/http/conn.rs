@@ -36,7 +36,12 @@ pub fn http1_builder(cfg: &ServerConfig) -> http1::Builder {
 }
 
 /// Serves one connection until the client closes it, an error ends it, or the worker stops.
-/// On a stop, in-flight requests finish (up to the grace period) and idle connections close.
+///
+/// On a graceful stop the connection is not cut: hyper's `graceful_shutdown` would close a
+/// connection whose request is still unread in the socket (a client that sent just before the
+/// stop would see its request dropped). Instead every further response carries
+/// `Connection: close` (see `service::finish`), and an idle connection ends at the keep-alive
+/// timeout; the grace period caps both. A fast stop closes at once.
 pub async fn serve(
     stream: Stream,
     info: ConnInfo,
@@ -62,7 +67,6 @@ pub async fn serve(
         }
         how = stop.wait_for(|s| *s != Stop::Running) => how.map(|s| *s).unwrap_or(Stop::Fast),
     };
-    conn.as_mut().graceful_shutdown();
     let grace = how.grace(shared.cfg.graceful_timeout);
     if tokio::time::timeout(grace, conn).await.is_err() {
         log::warn!("closing a connection still busy after the graceful timeout ({grace:?})");

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{CONTENT_LENGTH, HOST};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use http::header::{CONNECTION, CONTENT_LENGTH, HOST};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body::Body;
 use hyper::body::Incoming;
@@ -20,6 +22,8 @@ use crate::config::ServerConfig;
 pub struct Shared {
     pub cfg: ServerConfig,
     pub queue: AppQueue,
+    /// Set when the worker starts stopping: responses then close their connection.
+    pub draining: AtomicBool,
 }
 
 /// Serves one request. Infallible: every failure becomes a response (or a closed connection).
@@ -27,7 +31,7 @@ pub async fn handle(req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<ConnI
     let cfg = &shared.cfg;
     if let Some(status) = check_head(&req, cfg) {
         log::info!("refused {} {}: {}", req.method(), truncate(req.uri()), status);
-        return finish(response::plain(status, true), cfg);
+        return finish(response::plain(status, true), &shared);
     }
     let (parts, incoming) = req.into_parts();
     let body = if incoming.is_end_stream() {
@@ -35,15 +39,15 @@ pub async fn handle(req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<ConnI
     } else {
         match body::collect(incoming, cfg).await {
             Ok(b) => b,
-            Err(BodyError::Timeout) => return finish(response::plain(StatusCode::REQUEST_TIMEOUT, true), cfg),
-            Err(BodyError::TooLarge) => return finish(response::plain(StatusCode::PAYLOAD_TOO_LARGE, true), cfg),
+            Err(BodyError::Timeout) => return finish(response::plain(StatusCode::REQUEST_TIMEOUT, true), &shared),
+            Err(BodyError::TooLarge) => return finish(response::plain(StatusCode::PAYLOAD_TOO_LARGE, true), &shared),
             Err(BodyError::Read(e)) => {
                 log::debug!("request body read failed: {e}");
-                return finish(response::plain(StatusCode::BAD_REQUEST, true), cfg);
+                return finish(response::plain(StatusCode::BAD_REQUEST, true), &shared);
             }
             Err(BodyError::Spool(e)) => {
                 log::error!("could not spool a request body to a temporary file: {e}");
-                return finish(response::plain(StatusCode::INTERNAL_SERVER_ERROR, true), cfg);
+                return finish(response::plain(StatusCode::INTERNAL_SERVER_ERROR, true), &shared);
             }
         }
     };
@@ -63,20 +67,23 @@ pub async fn handle(req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<ConnI
         queued_at: Instant::now(),
     };
     if !shared.queue.submit(job) {
-        return finish(response::plain(StatusCode::SERVICE_UNAVAILABLE, true), cfg);
+        return finish(response::plain(StatusCode::SERVICE_UNAVAILABLE, true), &shared);
     }
     let Ok(app) = answer.await else {
         // The app thread dropped the reply without answering: it already logged why.
-        return finish(response::plain(StatusCode::INTERNAL_SERVER_ERROR, true), cfg);
+        return finish(response::plain(StatusCode::INTERNAL_SERVER_ERROR, true), &shared);
     };
     let mut resp = Response::new(if is_head { ResponseBody::empty() } else { app.body });
     *resp.status_mut() = app.status;
     *resp.headers_mut() = app.headers;
-    finish(resp, cfg)
+    finish(resp, &shared)
 }
 
-fn finish(mut resp: Response<ResponseBody>, cfg: &ServerConfig) -> Response<ResponseBody> {
-    response::finish(&mut resp, cfg.server_header);
+fn finish(mut resp: Response<ResponseBody>, shared: &Shared) -> Response<ResponseBody> {
+    response::finish(&mut resp, shared.cfg.server_header);
+    if shared.draining.load(Ordering::Relaxed) {
+        resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+    }
     resp
 }
 
