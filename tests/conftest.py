@@ -7,6 +7,7 @@ with a private SQLite copy. Test apps live in tests/apps/.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -110,6 +111,18 @@ def base_env(**extra: str) -> dict[str, str]:
 
 
 StartServer = Callable[..., Server]
+
+
+@contextlib.contextmanager
+def running(app: str, *flags: str, log_dir: Path) -> Iterator[Server]:
+    """A server for a whole module (use from a module-scoped fixture), stopped on exit."""
+    port = free_port()
+    server = Server([app, *flags, "--bind", f"127.0.0.1:{port}"], TESTS, base_env(), log_dir / "rsgi.log", port)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

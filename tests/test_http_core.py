@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import TESTS, Server, base_env, free_port, have
+from conftest import Server, have, running
 
 ENV_APP = "apps.basic:environ_json"
 
@@ -148,14 +148,8 @@ class Raw:
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory):
     """One environ_json server with default settings for the tests that don't need flags."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("rsgi-shared") / "rsgi.log"
-    server = Server([ENV_APP, "--bind", f"127.0.0.1:{port}"], TESTS, base_env(), log, port)
-    try:
-        server.wait_ready()
+    with running(ENV_APP, log_dir=tmp_path_factory.mktemp("rsgi-shared")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def get(path: str = "/", extra: str = "", version: str = "HTTP/1.1") -> bytes:

@@ -8,7 +8,7 @@ import socket
 
 import httpx
 import pytest
-from conftest import TESTS, Server, base_env, free_port
+from conftest import running
 
 ENV_APP = "apps.basic:environ_json"
 
@@ -16,14 +16,8 @@ ENV_APP = "apps.basic:environ_json"
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory):
     """One environ_json server with default settings, shared by the tests that need no flags."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("rsgi-environ") / "rsgi.log"
-    server = Server([ENV_APP, "--bind", f"127.0.0.1:{port}"], TESTS, base_env(), log, port)
-    try:
-        server.wait_ready()
+    with running(ENV_APP, log_dir=tmp_path_factory.mktemp("rsgi-environ")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def raw_environ(port: int, request: bytes) -> tuple[dict, int]:

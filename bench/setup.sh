@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Set up everything bench/run.py needs; safe to run again (it only adds what is missing).
+#
+#   bash bench/setup.sh
+#
+# - bench/.venv: a virtualenv with --system-site-packages, so the editable rsgi and Django already installed
+#   in the interpreter that creates it stay importable, plus the peers from bench/requirements.txt;
+# - from apt, when missing: wrk (HTTP/1.1 load), nghttp2-client (h2load, HTTP/2 load), nginx (static files).
+#
+# Environment: PYTHON (default python3) is the interpreter the venv is made from; BENCH_SKIP_APT=1 skips apt.
+set -euo pipefail
+
+bench_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+venv="$bench_dir/.venv"
+python="${PYTHON:-python3}"
+
+if [[ ! -x "$venv/bin/python" ]]; then
+    echo "setup: creating $venv (from $("$python" -c 'import sys; print(sys.executable)'))"
+    "$python" -m venv --system-site-packages "$venv"
+fi
+echo "setup: pip install -r bench/requirements.txt into bench/.venv"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$bench_dir/requirements.txt"
+
+if ! "$venv/bin/python" -c "import rsgi" 2>/dev/null; then
+    echo "setup: warning: rsgi is not importable from bench/.venv; build it into $python first (maturin develop)" >&2
+fi
+
+missing=()
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
+[[ -x /usr/sbin/nginx ]] || command -v nginx >/dev/null 2>&1 || missing+=(nginx)
+if ((${#missing[@]})) && [[ "${BENCH_SKIP_APT:-0}" != 1 ]]; then
+    sudo=()
+    [[ "$(id -u)" -eq 0 ]] || sudo=(sudo)
+    echo "setup: apt-get install ${missing[*]}"
+    # Only refresh the package lists when the install fails without it (e.g. a fresh image with empty lists).
+    # RUNLEVEL=1 keeps Debian's maintainer scripts from starting nginx as a system service.
+    if ! "${sudo[@]}" env RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y --no-install-recommends "${missing[@]}"; then
+        "${sudo[@]}" apt-get update
+        "${sudo[@]}" env RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y --no-install-recommends "${missing[@]}"
+    fi
+fi
+
+echo "setup: done. Run: bench/.venv/bin/python bench/run.py   (see bench/README.md)"
