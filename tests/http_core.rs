@@ -100,7 +100,13 @@ fn limits_answer_before_the_app() {
 
 #[test]
 fn graceful_stop_closes_idle_connections() {
-    let (server, port) = start(ServerConfig::default());
+    // Idle connections are not cut on a stop (a request may be in flight to us); they end at
+    // the keep-alive timeout, kept short here.
+    let cfg = ServerConfig {
+        keepalive: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let (server, port) = start(cfg);
     let mut idle = TcpStream::connect(("127.0.0.1", port)).unwrap();
     idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     idle.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();

@@ -1,0 +1,199 @@
+"""What bench/run.py asks the servers to do: one `Scenario` each, in `SCENARIOS`.
+
+A scenario names the request (path, method, body), the interfaces it applies to (servers of another interface are
+`n/a` in its table), the load tool (`kind`: wrk for HTTP/1.1, h2load for HTTP/2, bench/wsload.py for websockets),
+whether it has an in-process ceiling, and what rsgi still lacks for it (`pending`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from servers import ServerDef
+
+FORM = "application/x-www-form-urlencoded"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    path: str
+    what: str
+    interfaces: tuple[str, ...]  # "wsgi", "asgi", "static"
+    method: str = "GET"
+    body_size: int = 0
+    content_type: str = ""
+    kind: str = "http"  # http (wrk) | h2 (h2load) | ws (bench/wsload.py)
+    ceiling: bool = True  # also measure the app in-process (bench/inprocess.py), per interface
+    static: bool = False  # the server itself serves STATIC_ROOT (no Django)
+    websocket: bool = False  # needs a server with websocket support
+    connections: int | None = None  # fixed load connections; None: every value of --connections
+    idle_clients: int = 0  # idle keep-alive connections held open by bench/idle_clients.py during the load
+    asgi_app: str | None = None  # ASGI target instead of mysite.asgi:application
+    ready_path: str = ""  # GET path polled until the server answers; default: `path` (GET scenarios) or /hello
+    pending: str = ""  # the rsgi feature this scenario waits for; rsgi's row is n/a with this reason
+
+    def load_connections(self, matrix: list[int]) -> list[int]:
+        return [self.connections] if self.connections else matrix
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in [
+        Scenario("hello", "/hello", "sync view, 13-byte text body: server + Django request overhead", ("wsgi",)),
+        Scenario("ahello", "/ahello", "async view, 19-byte text body, on the event loop", ("asgi",)),
+        Scenario("items", "/items", "sync view: 20-row SQLite ORM query serialised to JSON (~2.5 KB)", ("wsgi",)),
+        Scenario("aitems", "/aitems", "async view: the /items query through the async ORM", ("asgi",)),
+        Scenario(
+            "echo",
+            "/echo",
+            "POST of a 100 KiB application/x-www-form-urlencoded form; the csrf-exempt view reads request.body "
+            "and hashes it: the request-body path (ASGI servers run the sync view in Django's thread executor)",
+            ("wsgi", "asgi"),
+            method="POST",
+            body_size=100 * 1024,
+            content_type=FORM,
+        ),
+        Scenario(
+            "download",
+            "/download",
+            "FileResponse of 256 KiB (the example has no 1 MB view yet, see bench/README.md): "
+            "wsgi.file_wrapper / large-body path",
+            ("wsgi", "asgi"),
+        ),
+        Scenario("stream", "/stream", "StreamingHttpResponse of 5 small chunks: chunked transfer", ("wsgi",)),
+        Scenario(
+            "astream",
+            "/astream",
+            "StreamingHttpResponse over an async iterator, 5 chunks (/stream would be buffered by Django's ASGI "
+            "handler)",
+            ("asgi",),
+        ),
+        Scenario(
+            "static",
+            "/static/catalog/site.css",  # resolved to its hashed name through the collectstatic manifest
+            "a collected static file served without Django: nginx is the reference until rsgi serves static files",
+            ("static",),
+            ceiling=False,
+            static=True,
+            pending="static file serving",
+        ),
+        Scenario(
+            "ws",
+            "/ws/echo",
+            "websocket echo of 64-byte binary messages, one in flight per connection (bench/apps/wsecho.py: "
+            "the Django ASGI app plus a websocket echo route); load from bench/wsload.py (Python, so a floor)",
+            ("asgi",),
+            kind="ws",
+            ceiling=False,
+            websocket=True,
+            asgi_app="wsecho:application",
+            ready_path="/ahello",
+            pending="websockets (and ASGI)",
+        ),
+        Scenario(
+            "h2-hello",
+            "/hello",
+            "/hello over cleartext HTTP/2 (prior knowledge), h2load, one stream per connection",
+            ("wsgi",),
+            kind="h2",
+            ceiling=False,
+            pending="HTTP/2",
+        ),
+        Scenario(
+            "h2-ahello",
+            "/ahello",
+            "/ahello over cleartext HTTP/2 (prior knowledge), h2load, one stream per connection",
+            ("asgi",),
+            kind="h2",
+            ceiling=False,
+            pending="HTTP/2 (and ASGI)",
+        ),
+        Scenario(
+            "slow",
+            "/hello",
+            "slow-clients mix: wrk loads /hello with 64 connections while bench/idle_clients.py holds 500 idle "
+            "keep-alive connections open (each made one request; reopened 1 s after the server closes it)",
+            ("wsgi",),
+            ceiling=False,
+            connections=64,
+            idle_clients=500,
+        ),
+        Scenario(
+            "aslow",
+            "/ahello",
+            "the slow-clients mix on the async view: wrk at 64 connections + 500 idle keep-alive connections",
+            ("asgi",),
+            ceiling=False,
+            connections=64,
+            idle_clients=500,
+        ),
+    ]
+}
+
+DEFAULT_SCENARIOS = list(SCENARIOS)
+
+
+def not_applicable(srv: ServerDef, sc: Scenario) -> str | None:
+    """Why `srv` has no row in `sc` (None when it applies)."""
+    if sc.static:
+        if srv.interface == "static" or srv.static_args is not None:
+            return None
+        if srv.dist == "rsgi":
+            return f"pending rsgi support: {sc.pending}"
+        return "the static scenario compares with nginx only"
+    if srv.interface not in sc.interfaces:
+        wanted = " and ".join(i.upper() for i in sc.interfaces)
+        return f"{wanted}-only scenario"
+    if sc.kind == "h2" and srv.h2_args is None:
+        return f"pending rsgi support: {sc.pending}" if srv.dist == "rsgi" else "no cleartext HTTP/2 (h2c)"
+    if sc.websocket and not srv.websocket:
+        return f"pending rsgi support: {sc.pending}" if srv.dist == "rsgi" else "no websocket support"
+    return None
+
+
+def request_body(sc: Scenario) -> bytes:
+    """The request body every client sends for `sc` (wrk, the readiness probe, the in-process ceiling)."""
+    if not sc.body_size:
+        return b""
+    if sc.content_type == FORM:  # 100 fields of equal size, padded to exactly body_size bytes
+        fields = [f"field{i:02d}=" for i in range(100)]
+        fill = sc.body_size - sum(map(len, fields)) - (len(fields) - 1)
+        per, extra = divmod(fill, len(fields))
+        body = "&".join(f + "x" * (per + (i < extra)) for i, f in enumerate(fields))
+        return body.encode()
+    return b"x" * sc.body_size
+
+
+def write_body(sc: Scenario, tmp: Path) -> Path | None:
+    body = request_body(sc)
+    if not body:
+        return None
+    path = tmp / f"{sc.name}.body"
+    path.write_bytes(body)
+    return path
+
+
+def wrk_script(sc: Scenario, body_file: Path | None, tmp: Path) -> Path | None:
+    """A wrk Lua script for a request with a method/body other than a plain GET."""
+    if sc.method == "GET" and body_file is None:
+        return None
+    lines = [f'wrk.method = "{sc.method}"']
+    if body_file is not None:
+        lines += [f'local f = assert(io.open("{body_file}", "rb"))', "wrk.body = f:read('*a')", "f:close()"]
+        lines += [f'wrk.headers["Content-Type"] = "{sc.content_type or "application/octet-stream"}"']
+    path = tmp / f"{sc.name}.lua"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def resolve_static(sc: Scenario, static_root: Path) -> Scenario:
+    """Map /static/<name> to the hashed name ManifestStaticFilesStorage wrote, if there is a manifest."""
+    manifest = static_root / "staticfiles.json"
+    if not sc.static or not manifest.is_file():
+        return sc
+    rel = sc.path.removeprefix("/static/")
+    hashed = json.loads(manifest.read_text()).get("paths", {}).get(rel)
+    return replace(sc, path=f"/static/{hashed}") if hashed else sc

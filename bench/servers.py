@@ -1,0 +1,267 @@
+"""The servers bench/run.py compares: one `ServerDef` each, in `SERVERS`.
+
+A server entry says which interface it serves (`wsgi`: `mysite.wsgi:application`, `asgi`: `mysite.asgi:application`,
+`static`: files only), how to start it (`command`, from a `Launch`), and what optional features it has: serving
+STATIC_ROOT itself (`static_args`), cleartext HTTP/2 (`h2_args`, None when it has none) and websockets. Every server
+is started with the interpreter given by `--python` (bench/.venv/bin/python after `bash bench/setup.sh`), so the
+peers come from the bench virtualenv.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HOST = "127.0.0.1"
+WSGI_APP = "mysite.wsgi:application"
+ASGI_APP = "mysite.asgi:application"
+NGINX_MIME_TYPES = Path("/etc/nginx/mime.types")
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Everything a server's command line may depend on."""
+
+    python: str  # interpreter the server runs under
+    port: int
+    workers: int
+    threads: int | None  # None: the server's own default
+    app_dir: Path
+    app: str  # module:attribute, WSGI or ASGI according to the server's interface
+    tmp: Path  # private scratch dir of this benchmark run (config files, pid files)
+    static_root: Path
+    modules: frozenset[str] = frozenset()  # optional modules importable by `python` (e.g. "uvloop")
+
+
+@dataclass(frozen=True)
+class ServerDef:
+    name: str
+    interface: str  # "wsgi", "asgi" or "static"
+    dist: str  # pip distribution (for the version); "" for non-Python servers
+    command: Callable[[Launch], list[str]]
+    static_args: Callable[[Launch], list[str]] | None = None  # flags that serve STATIC_ROOT at /static/
+    h2_args: tuple[str, ...] | None = None  # flags for cleartext HTTP/2 (prior knowledge); None: no h2c
+    websocket: bool = False
+    threads_flag: bool = False  # whether --threads is passed on (else the note says why not)
+    notes: str = ""
+    # Exit codes that mean "this server cannot serve that yet" rather than a crash, with the message to report.
+    unsupported_exits: dict[int, str] = field(default_factory=dict)
+    version: Callable[[], str] | None = None  # for non-Python servers
+
+
+def _threads(flag: str, launch: Launch) -> list[str]:
+    return [flag, str(launch.threads)] if launch.threads else []
+
+
+def _rsgi(interface: str) -> Callable[[Launch], list[str]]:
+    def command(launch: Launch) -> list[str]:
+        argv = [launch.python, "-m", "rsgi", launch.app, "--chdir", str(launch.app_dir)]
+        argv += ["--bind", f"{HOST}:{launch.port}", "--workers", str(launch.workers), *_threads("--threads", launch)]
+        return [*argv, "--interface", interface]
+
+    return command
+
+
+def _gunicorn(worker_class: str, *extra: str, threads: bool = False) -> Callable[[Launch], list[str]]:
+    def command(launch: Launch) -> list[str]:
+        argv = [launch.python, "-m", "gunicorn", launch.app, "--chdir", str(launch.app_dir)]
+        argv += ["-b", f"{HOST}:{launch.port}", "-w", str(launch.workers), "-k", worker_class, *extra]
+        return argv + (_threads("--threads", launch) if threads else [])
+
+    return command
+
+
+def _granian(interface: str) -> Callable[[Launch], list[str]]:
+    def command(launch: Launch) -> list[str]:
+        argv = [launch.python, "-m", "granian", "--interface", interface, "--workers", str(launch.workers)]
+        argv += ["--host", HOST, "--port", str(launch.port), "--working-dir", str(launch.app_dir), "--no-access-log"]
+        if interface == "wsgi":
+            argv += _threads("--blocking-threads", launch)
+        return [*argv, launch.app]
+
+    return command
+
+
+def _uvicorn(launch: Launch) -> list[str]:
+    argv = [launch.python, "-m", "uvicorn", launch.app, "--app-dir", str(launch.app_dir), "--host", HOST]
+    argv += ["--port", str(launch.port), "--workers", str(launch.workers)]
+    return [*argv, "--loop", "uvloop", "--http", "httptools", "--no-access-log"]
+
+
+def _hypercorn(launch: Launch) -> list[str]:  # no chdir flag: servers run with cwd = app dir anyway
+    argv = [launch.python, "-m", "hypercorn", launch.app, "--bind", f"{HOST}:{launch.port}"]
+    argv += ["--workers", str(launch.workers)]
+    return argv + (["-k", "uvloop"] if "uvloop" in launch.modules else [])
+
+
+def _daphne(launch: Launch) -> list[str]:  # single process, no --workers; -v 0: no access log on stdout
+    return [launch.python, "-m", "daphne", "-b", HOST, "-p", str(launch.port), "-v", "0", launch.app]
+
+
+def _nginx(launch: Launch) -> list[str]:
+    """nginx in the foreground with a private config: serves STATIC_ROOT at /static/, nothing else."""
+    prefix = launch.tmp / f"nginx-{launch.port}"
+    prefix.mkdir(parents=True, exist_ok=True)
+    mime = f"include {NGINX_MIME_TYPES};" if NGINX_MIME_TYPES.is_file() else "types { text/css css; }"
+    temp_paths = "\n".join(
+        f"    {kind}_temp_path {prefix / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    conf = prefix / "nginx.conf"
+    conf.write_text(
+        f"""daemon off;
+master_process on;
+worker_processes {launch.workers};
+pid {prefix / "nginx.pid"};
+error_log stderr warn;
+worker_rlimit_nofile 65536;
+events {{ worker_connections 4096; }}
+http {{
+    {mime}
+    default_type application/octet-stream;
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+{temp_paths}
+    server {{
+        listen {HOST}:{launch.port} backlog=2048;
+        location /static/ {{ alias {launch.static_root}/; }}
+        location / {{ return 404; }}
+    }}
+}}
+"""
+    )
+    return [nginx_binary() or "nginx", "-p", str(prefix), "-c", str(conf), "-e", "stderr"]
+
+
+def nginx_binary() -> str | None:
+    return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
+
+
+def _nginx_version() -> str:
+    binary = nginx_binary()
+    if binary is None:
+        return "not installed"
+    done = subprocess.run([binary, "-v"], capture_output=True, text=True)
+    return (done.stderr or done.stdout).strip().removeprefix("nginx version: ")
+
+
+RSGI_ASGI_EXIT = (
+    "not supported yet: rsgi serves WSGI apps only so far (it refuses an ASGI app at boot with exit code 3)"
+)
+GUNICORN_H2 = ("--http-protocols", "h2,h1", "--http2-cleartext", "both")
+LOOP_NOTE = "Django runs sync code (the sync ORM, sync views) in a thread executor; --threads does not apply."
+
+SERVERS: dict[str, ServerDef] = {
+    s.name: s
+    for s in [
+        ServerDef(
+            "rsgi",
+            "wsgi",
+            "rsgi",
+            _rsgi("wsgi"),
+            threads_flag=True,
+            notes="1 Python thread per worker unless --threads; access log off by default.",
+        ),
+        ServerDef("rsgi-asgi", "asgi", "rsgi", _rsgi("asgi"), unsupported_exits={3: RSGI_ASGI_EXIT}),
+        ServerDef(
+            "gunicorn",
+            "wsgi",
+            "gunicorn",
+            _gunicorn("sync"),
+            notes="sync worker: one request at a time per worker and `Connection: close` on every response (wrk "
+            "reconnects). --threads is not passed (it would turn the worker into gthread).",
+        ),
+        ServerDef(
+            "gunicorn-gthread",
+            "wsgi",
+            "gunicorn",
+            _gunicorn("gthread", threads=True),
+            h2_args=GUNICORN_H2,
+            threads_flag=True,
+            notes="gthread worker, keep-alive; gunicorn's default is 1 thread unless --threads.",
+        ),
+        ServerDef(
+            "gunicorn-gevent",
+            "wsgi",
+            "gunicorn",
+            _gunicorn("gevent", "--worker-connections", "1000"),
+            h2_args=GUNICORN_H2,
+            notes="gevent worker (monkey-patched), up to 1000 connections per worker; --threads does not apply.",
+        ),
+        ServerDef(
+            "granian",
+            "wsgi",
+            "granian",
+            _granian("wsgi"),
+            h2_args=(),
+            threads_flag=True,
+            notes="WSGI blocking threads default to backpressure/2 = backlog/workers/2 (512 per worker with the "
+            "default backlog 1024) unless --threads (passed as --blocking-threads); access log off explicitly.",
+        ),
+        ServerDef(
+            "granian-asgi",
+            "asgi",
+            "granian",
+            _granian("asgi"),
+            h2_args=(),
+            websocket=True,
+            notes="access log off explicitly. " + LOOP_NOTE,
+        ),
+        ServerDef(
+            "uvicorn",
+            "asgi",
+            "uvicorn",
+            _uvicorn,
+            websocket=True,
+            notes="--loop uvloop --http httptools --no-access-log; no HTTP/2. " + LOOP_NOTE,
+        ),
+        ServerDef(
+            "gunicorn-uvicorn",
+            "asgi",
+            "uvicorn-worker",
+            _gunicorn("uvicorn_worker.UvicornWorker"),
+            websocket=True,
+            notes="gunicorn master + uvicorn_worker.UvicornWorker (uvloop/httptools when installed). " + LOOP_NOTE,
+        ),
+        ServerDef(
+            "hypercorn",
+            "asgi",
+            "hypercorn",
+            _hypercorn,
+            h2_args=(),
+            websocket=True,
+            notes="-k uvloop when uvloop is importable; access log off by default. " + LOOP_NOTE,
+        ),
+        ServerDef(
+            "daphne",
+            "asgi",
+            "daphne",
+            _daphne,
+            websocket=True,
+            notes="always one process (--workers is ignored); -v 0 turns its stdout access log off; HTTP/2 only "
+            "over TLS, so no h2c. " + LOOP_NOTE,
+        ),
+        ServerDef(
+            "nginx",
+            "static",
+            "",
+            _nginx,
+            version=_nginx_version,
+            notes="static files only (the reference for the static scenario): sendfile, access log off, "
+            "one worker process per --workers.",
+        ),
+    ]
+}
+
+DEFAULT_SERVERS = list(SERVERS)
+
+
+def app_target(srv: ServerDef, asgi_override: str | None) -> str:
+    if srv.interface == "asgi":
+        return asgi_override or ASGI_APP
+    return WSGI_APP  # nginx ignores it
