@@ -16,7 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-HOST = "127.0.0.1"
+from procs import HOST
+
 WSGI_APP = "mysite.wsgi:application"
 ASGI_APP = "mysite.asgi:application"
 NGINX_MIME_TYPES = Path("/etc/nginx/mime.types")
@@ -150,9 +151,7 @@ def _nginx_version() -> str:
     return (done.stderr or done.stdout).strip().removeprefix("nginx version: ")
 
 
-RSGI_ASGI_EXIT = (
-    "not supported yet: rsgi serves WSGI apps only so far (it refuses an ASGI app at boot with exit code 3)"
-)
+RSGI_ASGI_EXIT = "rsgi serves WSGI apps only so far: it refuses an ASGI app at boot (exit code 3)"
 GUNICORN_H2 = ("--http-protocols", "h2,h1", "--http2-cleartext", "both")
 LOOP_NOTE = "Django runs sync code (the sync ORM, sync views) in a thread executor; --threads does not apply."
 
@@ -167,7 +166,14 @@ SERVERS: dict[str, ServerDef] = {
             threads_flag=True,
             notes="1 Python thread per worker unless --threads; access log off by default.",
         ),
-        ServerDef("rsgi-asgi", "asgi", "rsgi", _rsgi("asgi"), unsupported_exits={3: RSGI_ASGI_EXIT}),
+        ServerDef(
+            "rsgi-asgi",
+            "asgi",
+            "rsgi",
+            _rsgi("asgi"),
+            notes="rsgi's future ASGI mode; today it refuses ASGI apps, reported as *not supported yet*.",
+            unsupported_exits={3: RSGI_ASGI_EXIT},
+        ),
         ServerDef(
             "gunicorn",
             "wsgi",

@@ -1,6 +1,7 @@
 //! rsgi's compiled core, `rsgi._rsgi`. Modules are listed in the order a request travels:
-//! server (accept) → http (hyper, limits; no Python) → bridge (the GIL) → wsgi → response.
+//! server (accept) → http (hyper, limits; no Python) → bridge (the GIL) → wsgi / asgi.
 
+pub mod asgi;
 pub mod bridge;
 pub mod config;
 pub mod http;
@@ -18,5 +19,8 @@ fn _rsgi(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<bridge::worker::Worker>()?;
     m.add_class::<wsgi::file_wrapper::FileWrapper>()?;
     m.add_class::<wsgi::start_response::StartResponse>()?;
+    m.add_class::<asgi::AsgiBridge>()?;
+    m.add_class::<asgi::http::HttpProtocol>()?;
+    m.add_class::<bridge::awaitable::Ready>()?;
     Ok(())
 }

@@ -7,7 +7,7 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use _rsgi::config::ServerConfig;
-use _rsgi::http::app::{AppQueue, AppResponse};
+use _rsgi::http::app::{AppResponse, ThreadQueue};
 use _rsgi::http::body::ResponseBody;
 use _rsgi::http::request::RequestBody;
 use _rsgi::server::Server;
@@ -17,7 +17,7 @@ use http::{HeaderMap, StatusCode};
 fn start(cfg: ServerConfig) -> (Server, u16) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let (queue, jobs) = AppQueue::new();
+    let (queue, jobs) = ThreadQueue::channel();
     let server = Server::start(cfg, &[listener.as_raw_fd()], queue).unwrap();
     drop(listener); // the server holds its own duplicate
     std::thread::spawn(move || {

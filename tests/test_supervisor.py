@@ -305,12 +305,11 @@ def test_app_that_cannot_load_exits_3_without_respawning(
     assert "starting a new one" not in log
 
 
-def test_asgi_app_is_refused_with_exit_3(serve: StartServer) -> None:
-    server = serve("apps.basic:asgi_app", ready=False)
+def test_failed_asgi_lifespan_startup_stops_the_server_with_exit_3(serve: StartServer) -> None:
+    server = serve("apps.asgi_basic:lifespan_fails", ready=False)
     assert server.wait(20) == 3
     log = server.log()
-    assert "apps.basic:asgi_app is an ASGI app" in log
-    assert "WSGI" in log
+    assert "ASGI lifespan startup failed: database unreachable" in log
     assert "starting a new one" not in log
 
 

@@ -100,6 +100,21 @@ class Config:
         ("--interface",),
         choices=("auto", "wsgi", "asgi"),
     )
+    lifespan: str = setting(
+        "auto",
+        "ASGI lifespan protocol: auto runs it if the app supports it.",
+        ("--lifespan",),
+        choices=("auto", "on", "off"),
+    )
+    loop: str = setting(
+        "auto", "ASGI event loop: auto uses uvloop when installed.", ("--loop",), choices=("auto", "asyncio", "uvloop")
+    )
+    switch_interval: float = setting(
+        0.0,
+        "sys.setswitchinterval for workers, in seconds (0: keep Python's 0.005). Lower values shorten GIL "
+        "hand-offs between the event loop and Django's sync_to_async threads; see the README for measurements.",
+        ("--switch-interval",),
+    )
     factory: bool = setting(
         False, "Treat the app as a factory: call it with no arguments to get the app.", ("--factory",)
     )
@@ -194,8 +209,6 @@ class Config:
         negative="--no-proxy-headers",
         pending=True,
     )
-    lifespan: str = setting("auto", "ASGI lifespan.", ("--lifespan",), choices=("auto", "on", "off"), pending=True)
-    loop: str = setting("auto", "ASGI event loop.", ("--loop",), pending=True)
     http: str = setting("auto", "HTTP protocol (uvicorn: h11/httptools; rsgi: hyper).", ("--http",), pending=True)
     ws: str = setting("auto", "WebSocket implementation.", ("--ws",), pending=True)
     limit_concurrency: int = setting(

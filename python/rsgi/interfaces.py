@@ -14,4 +14,7 @@ def detect(app: Any) -> str:
     call = getattr(app, "__call__", None)  # noqa: B004 - we want the method itself
     if call is not None and inspect.iscoroutinefunction(call):
         return "asgi"
+    # ASGI 2: a class whose instances (built from the scope) are async callables.
+    if inspect.isclass(app) and inspect.iscoroutinefunction(getattr(app, "__call__", None)):  # noqa: B004
+        return "asgi"
     return "wsgi"

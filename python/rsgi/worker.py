@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 from typing import Any
 
@@ -87,6 +88,8 @@ def run(cfg: Config, sockets: list[socket.socket], app: Any, parent: int) -> int
     prepare_signals()
     die_with_parent(parent)
     logs.set_title("worker", cfg.proc_name or cfg.app)
+    if cfg.switch_interval > 0:
+        sys.setswitchinterval(cfg.switch_interval)
     if app is None:
         try:
             app = load(cfg)
@@ -99,13 +102,10 @@ def run(cfg: Config, sockets: list[socket.socket], app: Any, parent: int) -> int
     interface = cfg.resolved_interface()
     if interface == "auto":
         interface = interfaces.detect(app)
-    if interface != "wsgi":
-        log.error(
-            "%s is an ASGI app; this rsgi version serves WSGI apps only so far. "
-            "Point rsgi at the WSGI entry point instead (for Django: mysite.wsgi:application).",
-            cfg.app,
-        )
-        return EXIT_BOOT_ERROR
+    if interface == "asgi":
+        from . import asgi
+
+        return EXIT_OK if asgi.serve(cfg, sockets, app) else EXIT_BOOT_ERROR
 
     worker = Worker(cfg, [s.fileno() for s in sockets])
     # The core holds its own duplicates; closing ours means a stopping worker really stops

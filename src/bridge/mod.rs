@@ -11,7 +11,10 @@
 //! - No Python object crosses to a tokio thread: requests arrive as owned Rust data
 //!   (`http::request`), responses leave as `Bytes`, `HeaderMap` and channels.
 
+pub mod awaitable;
 pub mod convert;
+pub mod event_loop;
+pub mod log;
 pub mod stream;
 pub mod worker;
 

@@ -1,21 +1,29 @@
 //! `Worker`, the Python-facing handle of one worker process: starts the HTTP core on its own
-//! tokio threads and lends the calling Python thread(s) to the app until the server drains.
+//! tokio threads, then lends it the calling Python thread(s) (WSGI) or the event loop (ASGI)
+//! until the server drains.
 
 use std::sync::Mutex;
 
-use pyo3::exceptions::PyOSError;
+use std::sync::Arc;
+
+use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use crate::asgi::AsgiBridge;
+use crate::bridge::event_loop::LoopQueue;
 use crate::config::ServerConfig;
-use crate::http::app::{AppQueue, JobReceiver};
+use crate::http::app::{AppQueue, JobReceiver, ThreadQueue};
 use crate::server::Server;
 use crate::wsgi::handler::WsgiApp;
 
 #[pyclass(frozen, module = "rsgi._rsgi")]
 pub struct Worker {
     server: Mutex<Server>,
-    jobs: JobReceiver,
+    /// WSGI: the queue Python threads take jobs from.
+    jobs: Option<JobReceiver>,
+    /// ASGI: the queue the event loop drains.
+    loop_queue: Option<Arc<LoopQueue>>,
     done: crossbeam_channel::Receiver<()>,
     root_path: String,
 }
@@ -24,15 +32,29 @@ pub struct Worker {
 impl Worker {
     /// Starts serving on the listening sockets `fds` (inherited from the supervisor).
     /// Requests queue until a Python thread calls `run_wsgi`.
+    /// `interface` is "wsgi" (Python threads take jobs) or "asgi" (an event loop does).
     #[new]
-    fn new(config: ServerConfig, fds: Vec<i32>) -> PyResult<Self> {
+    #[pyo3(signature = (config, fds, interface = "wsgi"))]
+    fn new(config: ServerConfig, fds: Vec<i32>, interface: &str) -> PyResult<Self> {
         let root_path = config.root_path.clone();
-        let (queue, jobs) = AppQueue::new();
-        let server = Server::start(config, &fds, queue).map_err(|e| PyOSError::new_err(e.to_string()))?;
+        let os_err = |e: std::io::Error| PyOSError::new_err(e.to_string());
+        let (queue, jobs, loop_queue): (AppQueue, _, _) = match interface {
+            "asgi" => {
+                let q = LoopQueue::new().map_err(os_err)?;
+                (q.clone(), None, Some(q))
+            }
+            "wsgi" => {
+                let (q, jobs) = ThreadQueue::channel();
+                (q, Some(jobs), None)
+            }
+            other => return Err(PyValueError::new_err(format!("unknown interface {other:?}"))),
+        };
+        let server = Server::start(config, &fds, queue).map_err(os_err)?;
         let done = server.done().clone();
         Ok(Self {
             server: Mutex::new(server),
             jobs,
+            loop_queue,
             done,
             root_path,
         })
@@ -42,9 +64,43 @@ impl Worker {
     /// the main thread, and from `threads - 1` extra `threading.Thread`s for `--threads N`.
     fn run_wsgi(&self, py: Python<'_>, app: Py<PyAny>, base_environ: Bound<'_, PyDict>) -> PyResult<()> {
         // Each thread gets its own copy of the constants, so threads share no mutable state.
+        let jobs = self
+            .jobs
+            .as_ref()
+            .ok_or_else(|| PyValueError::new_err("this worker serves ASGI"))?;
         let mut wsgi = WsgiApp::new(py, app, base_environ.copy()?, self.root_path.clone())?;
-        crate::bridge::serve_jobs(py, &self.jobs, &self.done, |py, job| wsgi.handle(py, job));
+        crate::bridge::serve_jobs(py, jobs, &self.done, |py, job| wsgi.handle(py, job));
         Ok(())
+    }
+
+    /// The loop side of the ASGI hand-off. Python registers `bridge.on_wake` with
+    /// `loop.add_reader(bridge.fileno(), ...)`; `stopped` (a future) resolves once drained.
+    #[pyo3(signature = (app, event_loop, run_http, state, stopped))]
+    fn asgi_bridge(
+        &self,
+        py: Python<'_>,
+        app: Py<PyAny>,
+        event_loop: Bound<'_, PyAny>,
+        run_http: Py<PyAny>,
+        state: Option<Bound<'_, PyDict>>,
+        stopped: Py<PyAny>,
+    ) -> PyResult<AsgiBridge> {
+        let queue = self
+            .loop_queue
+            .clone()
+            .ok_or_else(|| PyValueError::new_err("this worker serves WSGI"))?;
+        let runtime = self.server.lock().expect("server lock").handle();
+        AsgiBridge::new(
+            py,
+            queue,
+            runtime,
+            app,
+            &event_loop,
+            run_http,
+            state,
+            stopped,
+            &self.root_path,
+        )
     }
 
     /// Starts a graceful stop (as SIGTERM does), or a fast one.

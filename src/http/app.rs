@@ -1,6 +1,8 @@
 //! The contract between the HTTP core and an app bridge: tokio submits a `Job` (a fully read
-//! request plus a reply slot) to a queue; a Python thread answers with an `AppResponse`.
+//! request plus a reply slot) to a `JobSink`; the app's thread or event loop answers with an
+//! `AppResponse`, and learns through `Closed` when the client is done with the request.
 
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use http::{HeaderMap, StatusCode};
@@ -16,6 +18,8 @@ pub struct Job {
     pub reply: oneshot::Sender<AppResponse>,
     /// When tokio queued it; lets the bridge report queueing time.
     pub queued_at: Instant,
+    /// Closed when the client no longer waits for this request.
+    pub closed: Arc<Closed>,
 }
 
 /// What the app produced: status and headers now, the body complete or still streaming.
@@ -25,25 +29,93 @@ pub struct AppResponse {
     pub body: ResponseBody,
 }
 
-/// The sending side of the app queue. Unbounded on purpose: the number of queued jobs is
-/// already capped by `--max-connections` (one request in flight per HTTP/1 connection), and a
-/// bounded queue would have to block a tokio thread or drop requests.
-#[derive(Clone)]
-pub struct AppQueue {
-    tx: crossbeam_channel::Sender<Job>,
+/// Where the HTTP core submits jobs: implemented by each bridge (a channel that Python threads
+/// block on for WSGI; a queue plus an event-loop wake-up for ASGI). Never blocks, never takes
+/// the GIL.
+pub trait JobSink: Send + Sync {
+    /// Hands a job to the app. False only when the app side is gone (the worker is stopping).
+    fn submit(&self, job: Job) -> bool;
+
+    /// The server has finished draining; no job will follow.
+    fn stopped(&self) {}
 }
+
+/// The app queue as the HTTP core sees it. Queues are unbounded on purpose: the number of
+/// queued jobs is already capped by `--max-connections` (one request in flight per HTTP/1
+/// connection), and a bounded queue would have to block a tokio thread or drop requests.
+pub type AppQueue = std::sync::Arc<dyn JobSink>;
+
+/// WSGI's queue: Python threads block on the receiving end (see `bridge::serve_jobs`).
+pub struct ThreadQueue(crossbeam_channel::Sender<Job>);
 
 /// The receiving side, drained by the Python thread(s) of a worker.
 pub type JobReceiver = crossbeam_channel::Receiver<Job>;
 
-impl AppQueue {
-    pub fn new() -> (Self, JobReceiver) {
+impl ThreadQueue {
+    pub fn channel() -> (AppQueue, JobReceiver) {
         let (tx, rx) = crossbeam_channel::unbounded();
-        (Self { tx }, rx)
+        (std::sync::Arc::new(Self(tx)), rx)
+    }
+}
+
+impl JobSink for ThreadQueue {
+    fn submit(&self, job: Job) -> bool {
+        self.0.send(job).is_ok()
+    }
+}
+
+/// Tells an app bridge when a request is over as far as the client is concerned: its response
+/// was written completely, or the connection went away first. ASGI turns it into
+/// `http.disconnect`; the hook runs on a tokio thread and must not take the GIL.
+#[derive(Default)]
+pub struct Closed {
+    state: Mutex<ClosedState>,
+}
+
+#[derive(Default)]
+struct ClosedState {
+    closed: bool,
+    hook: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl Closed {
+    pub fn is_closed(&self) -> bool {
+        self.state.lock().expect("closed lock").closed
     }
 
-    /// Hands a job to the app threads. False only when every app thread has exited.
-    pub fn submit(&self, job: Job) -> bool {
-        self.tx.send(job).is_ok()
+    /// Runs `hook` once the request is closed. Returns false (and drops `hook`) if it already is.
+    pub fn on_close(&self, hook: Box<dyn FnOnce() + Send>) -> bool {
+        let mut st = self.state.lock().expect("closed lock");
+        if st.closed {
+            return false;
+        }
+        st.hook = Some(hook);
+        true
+    }
+
+    /// Forgets a registered hook (the app stopped waiting).
+    pub fn clear_hook(&self) {
+        self.state.lock().expect("closed lock").hook = None;
+    }
+
+    fn close(&self) {
+        let hook = {
+            let mut st = self.state.lock().expect("closed lock");
+            st.closed = true;
+            st.hook.take()
+        };
+        if let Some(hook) = hook {
+            hook();
+        }
+    }
+}
+
+/// Marks its `Closed` when dropped: held by the request's service future, then by its response
+/// body, so the drop happens when hyper is finished with the request one way or the other.
+pub struct CloseOnDrop(pub Arc<Closed>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
     }
 }

@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 use tokio::sync::mpsc;
 use tokio_util::io::ReaderStream;
 
+use super::app::CloseOnDrop;
 use super::request::RequestBody;
 use crate::config::ServerConfig;
 
@@ -77,11 +78,17 @@ pub async fn collect(mut body: Incoming, cfg: &ServerConfig) -> Result<RequestBo
 /// One chunk of a streamed response, or the error that aborts the connection mid-body.
 pub type Chunk = Result<Bytes, std::io::Error>;
 
-/// The body of every response rsgi sends.
-pub enum ResponseBody {
+/// The body of every response rsgi sends, and (optionally) the guard that tells the app's bridge
+/// when hyper is done with it: written completely, or dropped because the client went away.
+pub struct ResponseBody {
+    kind: Kind,
+    _closed: Option<CloseOnDrop>,
+}
+
+enum Kind {
     /// A complete body (most responses, and every fixed error reply).
     Full(Option<Bytes>),
-    /// Chunks pushed by a Python thread iterating the app's iterable; bounded for backpressure.
+    /// Chunks pushed by the app's thread or event loop; bounded for backpressure.
     Stream(mpsc::Receiver<Chunk>),
     /// A file sent by tokio without Python reading it (`wsgi.file_wrapper`); `remaining` caps it.
     File {
@@ -92,21 +99,37 @@ pub enum ResponseBody {
 
 impl ResponseBody {
     pub fn empty() -> Self {
-        ResponseBody::Full(None)
+        Self::from(Kind::Full(None))
     }
 
     pub fn full(data: impl Into<Bytes>) -> Self {
         let data = data.into();
-        ResponseBody::Full(if data.is_empty() { None } else { Some(data) })
+        Self::from(Kind::Full(if data.is_empty() { None } else { Some(data) }))
+    }
+
+    pub fn stream(rx: mpsc::Receiver<Chunk>) -> Self {
+        Self::from(Kind::Stream(rx))
     }
 
     pub fn file(file: std::fs::File, len: u64) -> Self {
         use tokio::io::AsyncReadExt;
         let take = tokio::fs::File::from_std(file).take(len);
-        ResponseBody::File {
+        Self::from(Kind::File {
             reader: ReaderStream::with_capacity(take, 256 * 1024),
             remaining: len,
-        }
+        })
+    }
+
+    /// Keeps `guard` alive as long as hyper holds the body.
+    pub fn guarded(mut self, guard: CloseOnDrop) -> Self {
+        self._closed = Some(guard);
+        self
+    }
+}
+
+impl From<Kind> for ResponseBody {
+    fn from(kind: Kind) -> Self {
+        Self { kind, _closed: None }
     }
 }
 
@@ -115,10 +138,10 @@ impl Body for ResponseBody {
     type Error = std::io::Error;
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        match self.get_mut() {
-            ResponseBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            ResponseBody::Stream(rx) => rx.poll_recv(cx).map(|c| c.map(|r| r.map(Frame::data))),
-            ResponseBody::File { reader, remaining } => {
+        match &mut self.get_mut().kind {
+            Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Kind::Stream(rx) => rx.poll_recv(cx).map(|c| c.map(|r| r.map(Frame::data))),
+            Kind::File { reader, remaining } => {
                 use futures_core::Stream;
                 match Pin::new(reader).poll_next(cx) {
                     Poll::Ready(Some(Ok(chunk))) => {
@@ -138,18 +161,18 @@ impl Body for ResponseBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            ResponseBody::Full(data) => data.is_none(),
-            ResponseBody::Stream(_) => false,
-            ResponseBody::File { remaining, .. } => *remaining == 0,
+        match &self.kind {
+            Kind::Full(data) => data.is_none(),
+            Kind::Stream(_) => false,
+            Kind::File { remaining, .. } => *remaining == 0,
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            ResponseBody::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
-            ResponseBody::Stream(_) => SizeHint::default(),
-            ResponseBody::File { remaining, .. } => SizeHint::with_exact(*remaining),
+        match &self.kind {
+            Kind::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Kind::Stream(_) => SizeHint::default(),
+            Kind::File { remaining, .. } => SizeHint::with_exact(*remaining),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! (400/413/414/431/500/503) and the headers rsgi adds (`Server`). Never touches Python.
 
 use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, SERVER};
+use http::HeaderMap;
 use http::{Response, StatusCode};
 
 use super::body::ResponseBody;
@@ -25,6 +26,22 @@ pub fn plain(status: StatusCode, close: bool) -> Response<ResponseBody> {
     resp
 }
 
+/// A complete body's length is known exactly, so it wins over what the app declared. A
+/// mismatch is an app bug worth a warning; HEAD keeps the app's value (the body is dropped).
+pub fn set_length(headers: &mut HeaderMap, len: usize) {
+    if let Some(declared) = headers.get(CONTENT_LENGTH) {
+        if declared.to_str().ok().and_then(|v| v.parse::<usize>().ok()) == Some(len) {
+            return;
+        }
+        if len > 0 {
+            log::warn!("the app's Content-Length ({declared:?}) differs from its body ({len} bytes); sending {len}");
+        } else {
+            return; // an empty body with a declared length: HEAD-style responses keep it
+        }
+    }
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+}
+
 /// Adds the headers the server owns, unless the app already set them or they are turned off.
 pub fn finish(resp: &mut Response<ResponseBody>, server_header: bool) {
     if server_header && !resp.headers().contains_key(SERVER) {
@@ -35,6 +52,34 @@ pub fn finish(resp: &mut Response<ResponseBody>, server_header: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn length(headers: &HeaderMap) -> Option<&str> {
+        headers.get(CONTENT_LENGTH).map(|v| v.to_str().unwrap())
+    }
+
+    #[test]
+    fn length_is_added_when_missing() {
+        let mut h = HeaderMap::new();
+        set_length(&mut h, 13);
+        assert_eq!(length(&h), Some("13"));
+    }
+
+    #[test]
+    fn a_wrong_declared_length_is_corrected() {
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_LENGTH, HeaderValue::from(99));
+        set_length(&mut h, 13);
+        assert_eq!(length(&h), Some("13"));
+    }
+
+    #[test]
+    fn an_empty_body_keeps_the_declared_length() {
+        // HEAD-style: the app declares the GET length and sends nothing.
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_LENGTH, HeaderValue::from(42));
+        set_length(&mut h, 0);
+        assert_eq!(length(&h), Some("42"));
+    }
 
     #[test]
     fn plain_replies_say_their_status_and_may_close() {

@@ -12,7 +12,7 @@ use http_body::Body;
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
-use super::app::{AppQueue, Job};
+use super::app::{AppQueue, CloseOnDrop, Closed, Job};
 use super::body::{self, BodyError, ResponseBody};
 use super::request::{ConnInfo, RequestBody, RequestHead};
 use super::response;
@@ -60,11 +60,15 @@ pub async fn handle(req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<ConnI
         conn,
     };
     let (reply, answer) = oneshot::channel();
+    let closed = Arc::new(Closed::default());
+    // Until the response exists this future holds the guard; then its body does (below).
+    let guard = CloseOnDrop(closed.clone());
     let job = Job {
         head,
         body,
         reply,
         queued_at: Instant::now(),
+        closed,
     };
     if !shared.queue.submit(job) {
         return finish(response::plain(StatusCode::SERVICE_UNAVAILABLE, true), &shared);
@@ -73,7 +77,8 @@ pub async fn handle(req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<ConnI
         // The app thread dropped the reply without answering: it already logged why.
         return finish(response::plain(StatusCode::INTERNAL_SERVER_ERROR, true), &shared);
     };
-    let mut resp = Response::new(if is_head { ResponseBody::empty() } else { app.body });
+    let body = if is_head { ResponseBody::empty() } else { app.body };
+    let mut resp = Response::new(body.guarded(guard));
     *resp.status_mut() = app.status;
     *resp.headers_mut() = app.headers;
     finish(resp, &shared)

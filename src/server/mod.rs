@@ -46,7 +46,8 @@ impl Server {
         let (done_tx, done) = crossbeam_channel::bounded::<()>(0);
         runtime.spawn(signals.forward(stop.clone()));
         runtime.spawn(async move {
-            serve(cfg, listeners, queue, stop_rx).await;
+            serve(cfg, listeners, queue.clone(), stop_rx).await;
+            queue.stopped();
             drop(done_tx);
         });
         Ok(Self {
@@ -64,6 +65,11 @@ impl Server {
     /// Disconnected once every connection has been drained (or cut off after the grace period).
     pub fn done(&self) -> &crossbeam_channel::Receiver<()> {
         &self.done
+    }
+
+    /// A handle for spawning on the runtime from other threads (the ASGI loop's send tasks).
+    pub fn handle(&self) -> tokio::runtime::Handle {
+        self.runtime.as_ref().expect("runtime running").handle().clone()
     }
 
     /// Stops the runtime; call after the app threads have returned.

@@ -8,7 +8,7 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderValue, CONTENT_LENGTH};
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 use pyo3::exceptions::PyTypeError;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -21,12 +21,11 @@ use super::start_response::StartResponse;
 use crate::bridge::stream::{self, STREAM_BUFFER};
 use crate::http::app::{AppResponse, Job};
 use crate::http::body::{Chunk, ResponseBody};
-use crate::http::response;
+use crate::http::response::{self, set_length};
 
 pub struct WsgiApp {
     app: Py<PyAny>,
     environ: EnvironBuilder,
-    logger: Py<PyAny>,
     /// `type(iter([]))` and `type(iter(()))`: iterating these can't block, so their chunks are
     /// collected into one body. Django's `HttpResponse` iterates as a list iterator.
     list_iter: Py<PyType>,
@@ -43,14 +42,9 @@ impl WsgiApp {
     pub fn new(py: Python<'_>, app: Py<PyAny>, base: Bound<'_, PyDict>, root_path: String) -> PyResult<Self> {
         let list_iter = PyList::empty(py).try_iter()?.get_type().unbind();
         let tuple_iter = PyTuple::empty(py).try_iter()?.get_type().unbind();
-        let logger = py
-            .import("logging")?
-            .call_method1("getLogger", ("rsgi.error",))?
-            .unbind();
         Ok(Self {
             app,
             environ: EnvironBuilder::new(py, base, root_path)?,
-            logger,
             list_iter,
             tuple_iter,
         })
@@ -142,7 +136,7 @@ impl WsgiApp {
                         .send(AppResponse {
                             status,
                             headers,
-                            body: ResponseBody::Stream(rx),
+                            body: ResponseBody::stream(rx),
                         })
                         .is_err()
                     {
@@ -199,18 +193,7 @@ impl WsgiApp {
     }
 
     fn log(&self, py: Python<'_>, msg: &str, err: PyErr) {
-        let kwargs = PyDict::new(py);
-        let logged = kwargs
-            .set_item(intern!(py, "exc_info"), err.into_value(py))
-            .and_then(|_| {
-                self.logger
-                    .bind(py)
-                    .call_method(intern!(py, "error"), (msg,), Some(&kwargs))
-            });
-        if let Err(e) = logged {
-            // Logging itself failed (a broken handler): print to stderr rather than lose it.
-            e.print(py);
-        }
+        crate::bridge::log::app_error(py, msg, err.into_value(py).into_bound(py).into_any());
     }
 }
 
@@ -240,22 +223,6 @@ fn join(written: Vec<Bytes>, buf: BytesMut) -> Bytes {
     written.iter().for_each(|w| all.extend_from_slice(w));
     all.extend_from_slice(&buf);
     all.freeze()
-}
-
-/// A complete body's length is known exactly, so it wins over what the app declared. A
-/// mismatch is an app bug worth a warning; HEAD keeps the app's value (the body is dropped).
-fn set_length(headers: &mut HeaderMap, len: usize) {
-    if let Some(declared) = headers.get(CONTENT_LENGTH) {
-        if declared.to_str().ok().and_then(|v| v.parse::<usize>().ok()) == Some(len) {
-            return;
-        }
-        if len > 0 {
-            log::warn!("the app's Content-Length ({declared:?}) differs from its body ({len} bytes); sending {len}");
-        } else {
-            return; // an empty body with a declared length: HEAD-style responses keep it
-        }
-    }
-    headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
 }
 
 /// Sends a `wsgi.file_wrapper` file from tokio. Returns `None` when the object has no real
@@ -307,34 +274,6 @@ fn file_response(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn length(headers: &HeaderMap) -> Option<&str> {
-        headers.get(CONTENT_LENGTH).map(|v| v.to_str().unwrap())
-    }
-
-    #[test]
-    fn length_is_added_when_missing() {
-        let mut h = HeaderMap::new();
-        set_length(&mut h, 13);
-        assert_eq!(length(&h), Some("13"));
-    }
-
-    #[test]
-    fn a_wrong_declared_length_is_corrected() {
-        let mut h = HeaderMap::new();
-        h.insert(CONTENT_LENGTH, HeaderValue::from(99));
-        set_length(&mut h, 13);
-        assert_eq!(length(&h), Some("13"));
-    }
-
-    #[test]
-    fn an_empty_body_keeps_the_declared_length() {
-        // HEAD-style: the app declares the GET length and sends nothing.
-        let mut h = HeaderMap::new();
-        h.insert(CONTENT_LENGTH, HeaderValue::from(42));
-        set_length(&mut h, 0);
-        assert_eq!(length(&h), Some("42"));
-    }
 
     #[test]
     fn written_data_comes_before_the_iterable() {

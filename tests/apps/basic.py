@@ -134,7 +134,3 @@ def validated():
     from wsgiref.validate import validator
 
     return validator(environ_json)
-
-
-async def asgi_app(scope, receive, send):  # pragma: no cover - must be refused for now
-    raise AssertionError("not called")

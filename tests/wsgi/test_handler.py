@@ -376,18 +376,3 @@ def test_file_wrapper_without_a_file_descriptor_is_iterated(serve):
     r = httpx.get(server.url, timeout=10)
     assert r.status_code == 200
     assert r.content == b"".join(b"line %05d\n" % i for i in range(5000))
-
-
-# -- ASGI ----------------------------------------------------------------------------------
-
-
-def test_asgi_app_is_refused_with_a_clear_message(serve):
-    server = serve("apps.basic:asgi_app", ready=False)
-    code = server.wait(30)
-    assert code != 0
-    log = server.log()
-    assert "ASGI app" in log
-    assert "WSGI" in log
-    assert "apps.basic:asgi_app" in log
-    with pytest.raises(httpx.ConnectError):
-        httpx.get(server.url, timeout=2)

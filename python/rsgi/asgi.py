@@ -1,0 +1,107 @@
+"""The ASGI side of a worker: one asyncio loop (uvloop when installed) on the worker's main
+thread. Requests arrive from the Rust core in batches through an eventfd the loop watches;
+each runs as a task of `run_http`."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import socket
+from typing import Any
+
+from ._rsgi import Worker
+from .config import Config
+from .lifespan import Lifespan
+
+log = logging.getLogger("rsgi.worker")
+
+# How long tasks still running after the drain get to react to cancellation.
+CANCEL_GRACE = 5.0
+
+
+async def run_http(app: Any, scope: dict[str, Any], proto: Any) -> None:
+    """One HTTP request. Whatever happens, `proto.complete` reports it to the core, which
+    answers 500 (nothing sent yet) or aborts the connection (response under way) and logs."""
+    try:
+        await app(scope, proto.receive, proto.send)
+    except BaseException as exc:  # reported, not swallowed: complete() logs it with its traceback
+        proto.complete(exc)
+    else:
+        proto.complete(None)
+
+
+def new_loop(kind: str) -> asyncio.AbstractEventLoop:
+    if kind in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if kind == "uvloop":
+                raise
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def as_asgi3(app: Any) -> Any:
+    """ASGI 2 apps (a class, or a callable taking only the scope) are wrapped as asgiref does."""
+    if _is_asgi2(app):
+
+        async def asgi3(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            instance = app(scope)
+            await instance(receive, send)
+
+        return asgi3
+    return app
+
+
+def _is_asgi2(app: Any) -> bool:
+    if inspect.isclass(app):
+        return True
+    call = app if inspect.isfunction(app) or inspect.ismethod(app) else getattr(app, "__call__", None)  # noqa: B004
+    if call is None or inspect.iscoroutinefunction(call):
+        return False
+    try:
+        params = [p for p in inspect.signature(call).parameters.values() if p.kind != p.VAR_KEYWORD]
+    except (TypeError, ValueError):
+        return False
+    return len(params) == 1
+
+
+def serve(cfg: Config, sockets: list[socket.socket], app: Any) -> bool:
+    """Run the worker until it has drained. False if the lifespan startup failed."""
+    loop = new_loop(cfg.loop)
+    asyncio.set_event_loop(loop)
+    app = as_asgi3(app)
+    lifespan = Lifespan(app, cfg.lifespan)
+    try:
+        if not loop.run_until_complete(lifespan.startup()):
+            return False
+        worker = Worker(cfg, [s.fileno() for s in sockets], "asgi")
+        for s in sockets:
+            s.close()
+        stopped = loop.create_future()
+        state = lifespan.state if lifespan.supported else None
+        bridge = worker.asgi_bridge(app, loop, run_http, state, stopped)
+        loop.add_reader(bridge.fileno(), bridge.on_wake)
+        log.info("worker serving %s on %s", cfg.app, type(loop).__module__.split(".")[0])
+        loop.run_until_complete(stopped)
+        loop.remove_reader(bridge.fileno())
+        _cancel_leftovers(loop)
+        loop.run_until_complete(lifespan.shutdown())
+        worker.shutdown()
+        return True
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
+    """Tasks still running after the drain (their clients are gone) are cancelled and given a
+    moment to clean up."""
+    tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    if not tasks:
+        return
+    for t in tasks:
+        t.cancel()
+    loop.run_until_complete(asyncio.wait(tasks, timeout=CANCEL_GRACE))

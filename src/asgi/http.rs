@@ -1,0 +1,395 @@
+//! One ASGI HTTP request as the app sees it: `receive()` returns the already-read body (then
+//! waits for `http.disconnect`), `send()` takes `http.response.start`, `.body` (whole or
+//! streamed, with backpressure) and `.pathsend`; `complete()` applies the failure policy when
+//! the app's coroutine ends.
+
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{HeaderMap, StatusCode};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyString};
+use tokio::sync::{mpsc, oneshot};
+
+use super::AsgiContext;
+use crate::bridge::awaitable::Ready;
+use crate::bridge::event_loop::{LoopEvent, Resolve};
+use crate::bridge::log;
+use crate::bridge::stream::STREAM_BUFFER;
+use crate::http::app::{AppResponse, Closed};
+use crate::http::body::{Chunk, ResponseBody};
+use crate::http::request::RequestBody;
+use crate::http::response::{self, set_length};
+
+/// Size of the `http.request` messages a spooled (large) body is delivered in.
+const BODY_CHUNK: usize = 256 * 1024;
+
+pub struct HttpState {
+    closed: Arc<Closed>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    body: Option<RequestBody>,
+    reply: Option<oneshot::Sender<AppResponse>>,
+    start: Option<(StatusCode, HeaderMap)>,
+    stream: Option<mpsc::Sender<Chunk>>,
+    complete: bool,
+    disconnect_waiter: Option<Py<PyAny>>,
+    send_waiter: Option<Py<PyAny>>,
+}
+
+/// The client is gone (or the response was fully written): wake a pending `receive()`.
+struct Disconnected(Arc<HttpState>);
+/// A chunk that waited for room in the response channel has been queued: wake `send()`.
+struct SendReady(Arc<HttpState>);
+
+impl Resolve for Disconnected {
+    fn resolve(&self, py: Python<'_>) {
+        let waiter = self.0.inner.lock().expect("asgi state").disconnect_waiter.take();
+        if let Some(fut) = waiter {
+            set_result(py, fut.bind(py), disconnect_message(py));
+        }
+    }
+}
+
+impl Resolve for SendReady {
+    fn resolve(&self, py: Python<'_>) {
+        let waiter = self.0.inner.lock().expect("asgi state").send_waiter.take();
+        if let Some(fut) = waiter {
+            set_result(py, fut.bind(py), py.None().into_bound(py));
+        }
+    }
+}
+
+/// Resolves an asyncio future unless the app already cancelled it.
+fn set_result(py: Python<'_>, fut: &Bound<'_, PyAny>, value: Bound<'_, PyAny>) {
+    let pending = fut
+        .call_method0(intern!(py, "done"))
+        .and_then(|d| d.is_truthy())
+        .map(|done| !done);
+    if let Ok(true) = pending {
+        if let Err(e) = fut.call_method1(intern!(py, "set_result"), (value,)) {
+            e.print(py);
+        }
+    }
+}
+
+fn disconnect_message(py: Python<'_>) -> Bound<'_, PyAny> {
+    let msg = PyDict::new(py);
+    let _ = msg.set_item(intern!(py, "type"), intern!(py, "http.disconnect"));
+    msg.into_any()
+}
+
+#[pyclass(frozen, module = "rsgi._rsgi")]
+pub struct HttpProtocol {
+    state: Arc<HttpState>,
+    ctx: Arc<AsgiContext>,
+}
+
+impl HttpProtocol {
+    pub fn new(
+        ctx: Arc<AsgiContext>,
+        body: RequestBody,
+        reply: oneshot::Sender<AppResponse>,
+        closed: Arc<Closed>,
+    ) -> Self {
+        let inner = Inner {
+            body: Some(body),
+            reply: Some(reply),
+            ..Default::default()
+        };
+        Self {
+            state: Arc::new(HttpState {
+                closed,
+                inner: Mutex::new(inner),
+            }),
+            ctx,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.state.inner.lock().expect("asgi state")
+    }
+
+    fn ready<'py>(py: Python<'py>, value: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(Bound::new(py, Ready::new(value.unbind()))?.into_any())
+    }
+
+    fn done(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+        Self::ready(py, py.None().into_bound(py))
+    }
+
+    /// Queues a chunk; when the channel is full, a tokio task finishes the send and `send()`
+    /// returns a future that resolves once it did (the app waits: backpressure).
+    fn push<'py>(
+        &self,
+        py: Python<'py>,
+        inner: &mut Inner,
+        tx: &mpsc::Sender<Chunk>,
+        data: Bytes,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        match tx.try_send(Ok(data)) {
+            // A closed channel means the client left: like uvicorn, sends become no-ops.
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => Self::done(py),
+            Err(mpsc::error::TrySendError::Full(item)) => {
+                let fut = self.ctx.create_future.bind(py).call0()?;
+                inner.send_waiter = Some(fut.clone().unbind());
+                let (tx, queue, state) = (tx.clone(), self.ctx.queue.clone(), self.state.clone());
+                self.ctx.runtime.spawn(async move {
+                    let _ = tx.send(item).await;
+                    queue.push(LoopEvent::Resolve(Arc::new(SendReady(state))));
+                });
+                Ok(fut)
+            }
+        }
+    }
+
+    fn next_body_message<'py>(py: Python<'py>, inner: &mut Inner) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(body) = inner.body.take() else { return Ok(None) };
+        let (data, more) = match body {
+            RequestBody::Memory(b) => (PyBytes::new(py, &b), false),
+            RequestBody::Spooled { mut file, len } => {
+                let mut buf = vec![0u8; BODY_CHUNK.min(len as usize)];
+                file.read_exact(&mut buf).map_err(PyErr::from)?;
+                let rest = len - buf.len() as u64;
+                if rest > 0 {
+                    inner.body = Some(RequestBody::Spooled { file, len: rest });
+                }
+                (PyBytes::new(py, &buf), rest > 0)
+            }
+        };
+        let msg = PyDict::new(py);
+        msg.set_item(intern!(py, "type"), intern!(py, "http.request"))?;
+        msg.set_item(intern!(py, "body"), data)?;
+        msg.set_item(intern!(py, "more_body"), more)?;
+        Ok(Some(msg))
+    }
+}
+
+#[pymethods]
+impl HttpProtocol {
+    fn receive<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let mut inner = self.lock();
+        if let Some(msg) = Self::next_body_message(py, &mut inner)? {
+            return Self::ready(py, msg.into_any());
+        }
+        if self.state.closed.is_closed() {
+            return Self::ready(py, disconnect_message(py));
+        }
+        if let Some(fut) = &inner.disconnect_waiter {
+            return Ok(fut.bind(py).clone());
+        }
+        let fut = self.ctx.create_future.bind(py).call0()?;
+        inner.disconnect_waiter = Some(fut.clone().unbind());
+        drop(inner);
+        let (queue, state) = (self.ctx.queue.clone(), self.state.clone());
+        let hook = Box::new(move || queue.push(LoopEvent::Resolve(Arc::new(Disconnected(state)))));
+        if !self.state.closed.on_close(hook) {
+            self.lock().disconnect_waiter = None;
+            return Self::ready(py, disconnect_message(py));
+        }
+        Ok(fut)
+    }
+
+    fn send<'py>(&self, py: Python<'py>, message: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let message = message
+            .cast::<PyDict>()
+            .map_err(|_| PyTypeError::new_err("ASGI messages are dicts"))?;
+        let kind: String = required(message, "type")?.extract()?;
+        let mut inner = self.lock();
+        match kind.as_str() {
+            "http.response.start" => {
+                if inner.start.is_some() || inner.reply.is_none() {
+                    return Err(PyRuntimeError::new_err("http.response.start sent twice"));
+                }
+                let status: u16 = required(message, "status")?.extract()?;
+                let status = StatusCode::from_u16(status)
+                    .map_err(|_| PyValueError::new_err(format!("invalid HTTP status {status}")))?;
+                let headers = match message.get_item(intern!(py, "headers"))? {
+                    Some(h) => parse_headers(&h)?,
+                    None => HeaderMap::new(),
+                };
+                inner.start = Some((status, headers));
+                Self::done(py)
+            }
+            "http.response.body" => {
+                if inner.complete {
+                    return Err(PyRuntimeError::new_err(
+                        "http.response.body sent after the response was complete",
+                    ));
+                }
+                let data = match message.get_item(intern!(py, "body"))? {
+                    Some(b) => Bytes::copy_from_slice(
+                        b.cast::<PyBytes>()
+                            .map_err(|_| PyTypeError::new_err("body must be bytes"))?
+                            .as_bytes(),
+                    ),
+                    None => Bytes::new(),
+                };
+                let more = match message.get_item(intern!(py, "more_body"))? {
+                    Some(m) => m.is_truthy()?,
+                    None => false,
+                };
+                if let Some(tx) = inner.stream.clone() {
+                    if !more {
+                        inner.stream = None; // dropping the sender ends the body
+                        inner.complete = true;
+                    }
+                    return if data.is_empty() {
+                        Self::done(py)
+                    } else {
+                        self.push(py, &mut inner, &tx, data)
+                    };
+                }
+                let Some((status, mut headers)) = inner.start.take() else {
+                    return Err(PyRuntimeError::new_err(
+                        "http.response.body sent before http.response.start",
+                    ));
+                };
+                let reply = inner.reply.take().expect("a started response has its reply slot");
+                if !more {
+                    inner.complete = true;
+                    set_length(&mut headers, data.len());
+                    let _ = reply.send(AppResponse {
+                        status,
+                        headers,
+                        body: ResponseBody::full(data),
+                    });
+                    return Self::done(py);
+                }
+                let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+                if reply
+                    .send(AppResponse {
+                        status,
+                        headers,
+                        body: ResponseBody::stream(rx),
+                    })
+                    .is_err()
+                {
+                    inner.complete = true; // the client is gone; later sends are no-ops
+                    return Self::done(py);
+                }
+                inner.stream = Some(tx.clone());
+                if data.is_empty() {
+                    Self::done(py)
+                } else {
+                    self.push(py, &mut inner, &tx, data)
+                }
+            }
+            "http.response.pathsend" => {
+                let path: String = required(message, "path")?.extract()?;
+                let Some((status, mut headers)) = inner.start.take() else {
+                    return Err(PyRuntimeError::new_err(
+                        "http.response.pathsend sent before http.response.start",
+                    ));
+                };
+                let file = std::fs::File::open(&path)?;
+                let len = file.metadata()?.len();
+                headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+                inner.complete = true;
+                if let Some(reply) = inner.reply.take() {
+                    let _ = reply.send(AppResponse {
+                        status,
+                        headers,
+                        body: ResponseBody::file(file, len),
+                    });
+                }
+                Self::done(py)
+            }
+            // Trailers are not advertised in `extensions`; accept and drop them.
+            "http.response.trailers" => Self::done(py),
+            other => Err(PyValueError::new_err(format!(
+                "unexpected ASGI message type {other:?} for http"
+            ))),
+        }
+    }
+
+    /// Called once when the app's coroutine ends, with the exception that ended it (if any).
+    #[pyo3(signature = (exc = None))]
+    fn complete(&self, py: Python<'_>, exc: Option<Bound<'_, PyAny>>) {
+        self.state.closed.clear_hook();
+        let (reply, stream, complete) = {
+            let mut inner = self.lock();
+            inner.disconnect_waiter = None;
+            inner.send_waiter = None;
+            (inner.reply.take(), inner.stream.take(), inner.complete)
+        };
+        let problem = match (&exc, complete) {
+            (Some(_), _) => Some("Exception in ASGI application"),
+            (None, false) if reply.is_some() => Some("ASGI application returned without sending a response"),
+            (None, false) if stream.is_some() => Some("ASGI application returned before finishing its response body"),
+            _ => None,
+        };
+        let Some(problem) = problem else { return };
+        match exc {
+            Some(e) if !is_cancelled(py, &e) => log::app_error(py, problem, e),
+            Some(_) => {} // cancelled at shutdown: not the app's fault
+            None => log::error(py, problem),
+        }
+        if let Some(reply) = reply {
+            let (parts, body) = response::plain(StatusCode::INTERNAL_SERVER_ERROR, false).into_parts();
+            let _ = reply.send(AppResponse {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            });
+        } else if let Some(tx) = stream {
+            // The headers are out: abort the connection so a cut-off body can't pass as whole.
+            self.ctx.runtime.spawn(async move {
+                let _ = tx
+                    .send(Err(std::io::Error::other("the ASGI app failed mid-response")))
+                    .await;
+            });
+        }
+    }
+}
+
+fn is_cancelled(py: Python<'_>, exc: &Bound<'_, PyAny>) -> bool {
+    py.import("asyncio")
+        .and_then(|m| m.getattr("CancelledError"))
+        .map(|c| exc.is_instance(&c).unwrap_or(false))
+        .unwrap_or(false)
+}
+
+fn required<'py>(message: &Bound<'py, PyDict>, key: &str) -> PyResult<Bound<'py, PyAny>> {
+    message
+        .get_item(key)?
+        .ok_or_else(|| PyValueError::new_err(format!("ASGI message without {key:?}")))
+}
+
+/// `[(name, value), ...]` of bytes. Names are validated and values refused if they contain
+/// CR/LF/NUL, so an app can never split the response.
+fn parse_headers(headers: &Bound<'_, PyAny>) -> PyResult<HeaderMap> {
+    let mut map = HeaderMap::new();
+    for item in headers.try_iter()? {
+        let item = item?;
+        let (name, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
+        let name = bytes_of(&name)?;
+        let value = bytes_of(&value)?;
+        let name = HeaderName::from_bytes(&name).map_err(|_| PyValueError::new_err("invalid header name"))?;
+        let value = HeaderValue::from_bytes(&value)
+            .map_err(|_| PyValueError::new_err(format!("invalid value for header {name}")))?;
+        if name == TRANSFER_ENCODING {
+            continue; // framing belongs to the server
+        }
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+/// Header names and values are bytes in ASGI; str is accepted too (latin-1), as peers do.
+fn bytes_of(v: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    if let Ok(b) = v.cast::<PyBytes>() {
+        return Ok(b.as_bytes().to_vec());
+    }
+    if let Ok(s) = v.cast::<PyString>() {
+        return crate::bridge::convert::latin1_bytes(s);
+    }
+    Err(PyTypeError::new_err("ASGI header names and values must be bytes"))
+}

@@ -1,0 +1,130 @@
+//! The ASGI bridge: requests reach the worker's asyncio loop through `bridge::event_loop`,
+//! each becomes a scope plus a protocol object, and the app runs as a task on that loop.
+
+pub mod http;
+pub mod scope;
+
+use std::sync::Arc;
+
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::bridge::event_loop::{LoopEvent, LoopQueue};
+use crate::bridge::log;
+use crate::http::app::{AppResponse, Job};
+use crate::http::response;
+use ::http::StatusCode;
+
+use scope::ScopeBuilder;
+
+/// What every request of a worker shares on the loop side.
+pub struct AsgiContext {
+    pub queue: Arc<LoopQueue>,
+    pub runtime: tokio::runtime::Handle,
+    /// `loop.create_future`
+    pub create_future: Py<PyAny>,
+}
+
+/// The loop side of the hand-off: the loop calls `on_wake` when the eventfd is readable.
+#[pyclass(frozen, module = "rsgi._rsgi")]
+pub struct AsgiBridge {
+    ctx: Arc<AsgiContext>,
+    app: Py<PyAny>,
+    scopes: ScopeBuilder,
+    /// `rsgi.asgi.run_http(app, scope, protocol)`: the coroutine that runs one request.
+    run_http: Py<PyAny>,
+    create_task: Py<PyAny>,
+    /// Resolved when the server has drained.
+    stopped: Py<PyAny>,
+}
+
+impl AsgiBridge {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        py: Python<'_>,
+        queue: Arc<LoopQueue>,
+        runtime: tokio::runtime::Handle,
+        app: Py<PyAny>,
+        event_loop: &Bound<'_, PyAny>,
+        run_http: Py<PyAny>,
+        state: Option<Bound<'_, PyDict>>,
+        stopped: Py<PyAny>,
+        root_path: &str,
+    ) -> PyResult<Self> {
+        let ctx = AsgiContext {
+            queue,
+            runtime,
+            create_future: event_loop.getattr("create_future")?.unbind(),
+        };
+        Ok(Self {
+            ctx: Arc::new(ctx),
+            app,
+            scopes: ScopeBuilder::new(py, root_path, state)?,
+            run_http,
+            create_task: event_loop.getattr("create_task")?.unbind(),
+            stopped,
+        })
+    }
+
+    fn start(&self, py: Python<'_>, job: Job) {
+        let Job {
+            head,
+            body,
+            reply,
+            closed,
+            ..
+        } = job;
+        if closed.is_closed() {
+            return; // the client left while the request was queued
+        }
+        let started = (|| -> PyResult<()> {
+            let scope = self.scopes.build(py, "http", &head)?;
+            let proto = Bound::new(py, http::HttpProtocol::new(self.ctx.clone(), body, reply, closed))?;
+            let coro = self.run_http.bind(py).call1((self.app.bind(py), scope, proto))?;
+            self.create_task.bind(py).call1((coro,))?;
+            Ok(())
+        })();
+        if let Err(e) = started {
+            // The reply slot went into the protocol object (dropped now): hyper answers 500.
+            log::app_error(
+                py,
+                &format!("could not start the ASGI app for {} {}", head.method, head.uri),
+                e.into_value(py).into_bound(py).into_any(),
+            );
+        }
+    }
+}
+
+#[pymethods]
+impl AsgiBridge {
+    fn fileno(&self) -> i32 {
+        self.ctx.queue.fd()
+    }
+
+    /// Drains every queued event: starts new requests, wakes waiting receive()/send() calls.
+    fn on_wake(&self, py: Python<'_>) {
+        for event in self.ctx.queue.drain() {
+            match event {
+                LoopEvent::Request(job) => self.start(py, job),
+                LoopEvent::Resolve(r) => r.resolve(py),
+                LoopEvent::Stopped => {
+                    let fut = self.stopped.bind(py);
+                    if let Ok(false) = fut.call_method0(intern!(py, "done")).and_then(|d| d.is_truthy()) {
+                        let _ = fut.call_method1(intern!(py, "set_result"), (py.None(),));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The 500 the core sends when the app could not even be started for a request.
+pub fn internal_error() -> AppResponse {
+    let (parts, body) = response::plain(StatusCode::INTERNAL_SERVER_ERROR, false).into_parts();
+    AppResponse {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
