@@ -117,10 +117,18 @@ def summarise(runs: list[Run], ceilings: list[dict], cfg_servers: list[str], cel
             if row.get("rps") is not None:
                 row["pct_of_ceiling"] = 100.0 * row["rps"] / iface_ceiling if iface_ceiling else None
             rows[name] = row
-        base_rps = rows.get(base, {}).get("rps")
+        # The baseline, or its ASGI entry (rsgi -> rsgi-asgi) in cells where the baseline itself is n/a.
+        cell_base = next((b for b in (base, f"{base}-asgi") if rows.get(b, {}).get("rps")), None)
+        base_rps = rows[cell_base]["rps"] if cell_base else None
         for row in rows.values():
             row["base_ratio"] = base_rps / row["rps"] if base_rps and row.get("rps") else None
-        summary[cell_key(scn, conns)] = {"scenario": scn, "connections": conns, "ceilings": ceil, "servers": rows}
+        summary[cell_key(scn, conns)] = {
+            "scenario": scn,
+            "connections": conns,
+            "ceilings": ceil,
+            "servers": rows,
+            "baseline": cell_base,
+        }
     return summary
 
 
@@ -173,7 +181,7 @@ def _cell_table(data: dict, base: str, paths: dict) -> list[str]:
     unit = "msg/s" if sc.kind == "ws" else "rps"
     out += [
         f"| server | {unit} | range | p50 ms | p99 ms | errors | RSS MB total | RSS MB per process | CPU s "
-        f"| client CPU s | % of ceiling | {base} x | notes |",
+        f"| client CPU s | % of ceiling | {data['baseline'] or base} x | notes |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     not_applicable: dict[str, list[str]] = {}
@@ -246,8 +254,8 @@ def render_markdown(meta: dict, summary: dict, runs: list[Run], chart_name: str 
         "non-2xx/3xx answers). RSS is the peak during the measured run, summed over the server's process tree (per "
         "process: main first, then workers). CPU s is what the server tree used during the measured run; client CPU "
         "s is the load generator's own (near the duration: the client was saturated and the number is a floor). "
-        f"`{base} x` is {base}'s rps divided by that server's rps (>1: {base} is faster; — when {base} has no "
-        "result in that table).",
+        f"`{base} x` is {base}'s rps divided by that server's rps (>1: {base} is faster); in tables where {base} "
+        f"is n/a, {base}-asgi's (when run); — when neither has a result.",
         "",
     ]
     if chart_name:

@@ -187,8 +187,8 @@ def measure_server(srv: ServerDef, sc: Scenario, conns: int, rnd: int, cfg: argp
         ready_path = sc.ready_path or (sc.path if sc.method == "GET" else "/hello")
         if why := wait_ready(proc, port, ready_path, t_start + cfg.start_timeout):
             run.status, run.reason = "failed", why
-            if proc.returncode in srv.unsupported_exits:
-                run.status, run.reason = "unsupported", srv.unsupported_exits[proc.returncode]
+            if srv.unsupported and proc.returncode == srv.unsupported[0] and srv.unsupported[1] in tail(logfile, 200):
+                run.status, run.reason = "unsupported", srv.unsupported[2]
             return run
         run.startup_s = time.monotonic() - t_start
         if sc.kind != "ws":

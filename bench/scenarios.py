@@ -91,7 +91,7 @@ SCENARIOS: dict[str, Scenario] = {
             websocket=True,
             asgi_app="wsecho:application",
             ready_path="/ahello",
-            pending="websockets (and ASGI)",
+            pending="websockets",
         ),
         Scenario(
             "h2-hello",
@@ -109,7 +109,7 @@ SCENARIOS: dict[str, Scenario] = {
             ("asgi",),
             kind="h2",
             ceiling=False,
-            pending="HTTP/2 (and ASGI)",
+            pending="HTTP/2",
         ),
         Scenario(
             "slow",

@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from procs import HOST
@@ -49,8 +49,8 @@ class ServerDef:
     websocket: bool = False
     threads_flag: bool = False  # whether --threads is passed on (else the note says why not)
     notes: str = ""
-    # Exit codes that mean "this server cannot serve that yet" rather than a crash, with the message to report.
-    unsupported_exits: dict[int, str] = field(default_factory=dict)
+    # (exit code, text in its output, message): a boot failure that means "cannot serve that yet", not a crash.
+    unsupported: tuple[int, str, str] | None = None
     version: Callable[[], str] | None = None  # for non-Python servers
 
 
@@ -61,7 +61,9 @@ def _threads(flag: str, launch: Launch) -> list[str]:
 def _rsgi(interface: str) -> Callable[[Launch], list[str]]:
     def command(launch: Launch) -> list[str]:
         argv = [launch.python, "-m", "rsgi", launch.app, "--chdir", str(launch.app_dir)]
-        argv += ["--bind", f"{HOST}:{launch.port}", "--workers", str(launch.workers), *_threads("--threads", launch)]
+        argv += ["--bind", f"{HOST}:{launch.port}", "--workers", str(launch.workers)]
+        if interface == "wsgi":  # ASGI apps run on the worker's event loop; --threads is for WSGI
+            argv += _threads("--threads", launch)
         return [*argv, "--interface", interface]
 
     return command
@@ -151,7 +153,8 @@ def _nginx_version() -> str:
     return (done.stderr or done.stdout).strip().removeprefix("nginx version: ")
 
 
-RSGI_ASGI_EXIT = "rsgi serves WSGI apps only so far: it refuses an ASGI app at boot (exit code 3)"
+# rsgi builds before ASGI support refuse an ASGI app at boot: exit code 3 and this text in the log.
+RSGI_NO_ASGI = (3, "serves WSGI apps only", "this rsgi build serves WSGI apps only: it refused the ASGI app at boot")
 GUNICORN_H2 = ("--http-protocols", "h2,h1", "--http2-cleartext", "both")
 LOOP_NOTE = "Django runs sync code (the sync ORM, sync views) in a thread executor; --threads does not apply."
 
@@ -171,8 +174,10 @@ SERVERS: dict[str, ServerDef] = {
             "asgi",
             "rsgi",
             _rsgi("asgi"),
-            notes="rsgi's future ASGI mode; today it refuses ASGI apps, reported as *not supported yet*.",
-            unsupported_exits={3: RSGI_ASGI_EXIT},
+            notes="rsgi --interface asgi: one event loop per worker (--loop auto: uvloop when installed); "
+            "no websockets or HTTP/2 yet. A build without ASGI support is reported as *not supported yet*. "
+            + LOOP_NOTE,
+            unsupported=RSGI_NO_ASGI,
         ),
         ServerDef(
             "gunicorn",

@@ -33,6 +33,12 @@ pub struct ServerConfig {
     pub server_header: bool,
     /// Send a `Date` header (hyper's cached one).
     pub date_header: bool,
+    /// Largest WebSocket message (and frame) accepted; bigger ones close the socket with 1009.
+    pub ws_max_size: usize,
+    /// Idle WebSocket connections are pinged this often...
+    pub ws_ping_interval: Duration,
+    /// ...and closed when nothing came back for this long after a ping.
+    pub ws_ping_timeout: Duration,
     /// Mount point of the app (`SCRIPT_NAME` / ASGI `root_path`).
     pub root_path: String,
 }
@@ -52,6 +58,9 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             server_header: true,
             date_header: true,
+            ws_max_size: 16 * 1024 * 1024,
+            ws_ping_interval: Duration::from_secs(20),
+            ws_ping_timeout: Duration::from_secs(20),
             root_path: String::new(),
         }
     }
@@ -79,6 +88,9 @@ impl<'a, 'py> FromPyObject<'a, 'py> for ServerConfig {
             max_connections: get("max_connections")?.extract::<usize>()?.max(1),
             server_header: get("server_header")?.extract()?,
             date_header: get("date_header")?.extract()?,
+            ws_max_size: get("ws_max_size")?.extract()?,
+            ws_ping_interval: secs(get("ws_ping_interval")?.extract::<f64>()?.max(0.001)),
+            ws_ping_timeout: secs(get("ws_ping_timeout")?.extract()?),
             root_path: get("root_path")?.extract::<String>()?.trim_end_matches('/').to_owned(),
         })
     }

@@ -21,6 +21,7 @@ fn _rsgi(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<wsgi::start_response::StartResponse>()?;
     m.add_class::<asgi::AsgiBridge>()?;
     m.add_class::<asgi::http::HttpProtocol>()?;
+    m.add_class::<asgi::websocket::WebSocketProtocol>()?;
     m.add_class::<bridge::awaitable::Ready>()?;
     Ok(())
 }

@@ -18,6 +18,9 @@ class _ServerConfig(Protocol):
     max_connections: int
     server_header: bool
     date_header: bool
+    ws_max_size: int
+    ws_ping_interval: float
+    ws_ping_timeout: float
     root_path: str
 
 class Worker:

@@ -153,6 +153,13 @@ class Config:
         "Concurrent connections per worker; more wait in the backlog.",
         ("--max-connections", "--worker-connections"),
     )
+    ws_max_size: int = setting(
+        16 * MIB, "Largest WebSocket message in bytes (closed with 1009 above).", ("--ws-max-size",)
+    )
+    ws_ping_interval: float = setting(20.0, "Seconds between pings on an idle WebSocket.", ("--ws-ping-interval",))
+    ws_ping_timeout: float = setting(
+        20.0, "Seconds without any frame after a ping before closing.", ("--ws-ping-timeout",)
+    )
     root_path: str = setting("", "Mount point of the app (SCRIPT_NAME).", ("--root-path",))
     server_header: bool = setting(True, "Send 'Server: rsgi'.", ("--server-header",), negative="--no-server-header")
     date_header: bool = setting(True, "Send a Date header.", ("--date-header",), negative="--no-date-header")

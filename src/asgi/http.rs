@@ -68,7 +68,7 @@ impl Resolve for SendReady {
 }
 
 /// Resolves an asyncio future unless the app already cancelled it.
-fn set_result(py: Python<'_>, fut: &Bound<'_, PyAny>, value: Bound<'_, PyAny>) {
+pub(super) fn set_result(py: Python<'_>, fut: &Bound<'_, PyAny>, value: Bound<'_, PyAny>) {
     let pending = fut
         .call_method0(intern!(py, "done"))
         .and_then(|d| d.is_truthy())
@@ -350,14 +350,14 @@ impl HttpProtocol {
     }
 }
 
-fn is_cancelled(py: Python<'_>, exc: &Bound<'_, PyAny>) -> bool {
+pub(super) fn is_cancelled(py: Python<'_>, exc: &Bound<'_, PyAny>) -> bool {
     py.import("asyncio")
         .and_then(|m| m.getattr("CancelledError"))
         .map(|c| exc.is_instance(&c).unwrap_or(false))
         .unwrap_or(false)
 }
 
-fn required<'py>(message: &Bound<'py, PyDict>, key: &str) -> PyResult<Bound<'py, PyAny>> {
+pub(super) fn required<'py>(message: &Bound<'py, PyDict>, key: &str) -> PyResult<Bound<'py, PyAny>> {
     message
         .get_item(key)?
         .ok_or_else(|| PyValueError::new_err(format!("ASGI message without {key:?}")))
@@ -365,7 +365,7 @@ fn required<'py>(message: &Bound<'py, PyDict>, key: &str) -> PyResult<Bound<'py,
 
 /// `[(name, value), ...]` of bytes. Names are validated and values refused if they contain
 /// CR/LF/NUL, so an app can never split the response.
-fn parse_headers(headers: &Bound<'_, PyAny>) -> PyResult<HeaderMap> {
+pub(super) fn parse_headers(headers: &Bound<'_, PyAny>) -> PyResult<HeaderMap> {
     let mut map = HeaderMap::new();
     for item in headers.try_iter()? {
         let item = item?;

@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod scope;
+pub mod websocket;
 
 use std::sync::Arc;
 
@@ -73,14 +74,26 @@ impl AsgiBridge {
             body,
             reply,
             closed,
+            ws,
             ..
         } = job;
         if closed.is_closed() {
             return; // the client left while the request was queued
         }
         let started = (|| -> PyResult<()> {
-            let scope = self.scopes.build(py, "http", &head)?;
-            let proto = Bound::new(py, http::HttpProtocol::new(self.ctx.clone(), body, reply, closed))?;
+            let (scope, proto) = match ws {
+                Some(conn) => {
+                    let accept = crate::http::websocket::accept_key(&head.headers);
+                    let scope = self.scopes.build(py, "websocket", &head)?;
+                    let proto = websocket::WebSocketProtocol::new(self.ctx.clone(), conn, reply, accept);
+                    (scope, Bound::new(py, proto)?.into_any())
+                }
+                None => {
+                    let scope = self.scopes.build(py, "http", &head)?;
+                    let proto = http::HttpProtocol::new(self.ctx.clone(), body, reply, closed);
+                    (scope, Bound::new(py, proto)?.into_any())
+                }
+            };
             let coro = self.run_http.bind(py).call1((self.app.bind(py), scope, proto))?;
             self.create_task.bind(py).call1((coro,))?;
             Ok(())

@@ -23,6 +23,7 @@ impl ScopeBuilder {
         asgi.set_item("spec_version", "2.4")?;
         let extensions = PyDict::new(py);
         extensions.set_item("http.response.pathsend", PyDict::new(py))?;
+        extensions.set_item("websocket.http.response", PyDict::new(py))?;
         Ok(Self {
             asgi: asgi.unbind(),
             extensions: extensions.unbind(),
@@ -58,6 +59,21 @@ impl ScopeBuilder {
         scope.set_item(intern!(py, "headers"), headers(py, head)?)?;
         scope.set_item(intern!(py, "client"), address(py, &head.conn.remote)?)?;
         scope.set_item(intern!(py, "server"), address(py, &head.conn.local)?)?;
+        if kind == "websocket" {
+            let protocols = PyList::empty(py);
+            for v in head.headers.get_all(http::header::SEC_WEBSOCKET_PROTOCOL) {
+                for p in v
+                    .to_str()
+                    .unwrap_or("")
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                {
+                    protocols.append(p)?;
+                }
+            }
+            scope.set_item(intern!(py, "subprotocols"), protocols)?;
+        }
         if let Some(state) = &self.state {
             scope.set_item(intern!(py, "state"), state.bind(py).copy()?)?;
         }

@@ -98,4 +98,8 @@ impl JobSink for LoopQueue {
     fn stopped(&self) {
         self.push(LoopEvent::Stopped);
     }
+
+    fn websockets(&self) -> bool {
+        true
+    }
 }

@@ -20,6 +20,8 @@ pub struct Job {
     pub queued_at: Instant,
     /// Closed when the client no longer waits for this request.
     pub closed: Arc<Closed>,
+    /// Set for a WebSocket handshake: the connection the app talks to once it accepts.
+    pub ws: Option<Arc<super::websocket::WsConn>>,
 }
 
 /// What the app produced: status and headers now, the body complete or still streaming.
@@ -38,6 +40,11 @@ pub trait JobSink: Send + Sync {
 
     /// The server has finished draining; no job will follow.
     fn stopped(&self) {}
+
+    /// Whether WebSocket handshakes go to the app (ASGI) or are plain requests (WSGI).
+    fn websockets(&self) -> bool {
+        false
+    }
 }
 
 /// The app queue as the HTTP core sees it. Queues are unbounded on purpose: the number of

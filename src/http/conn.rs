@@ -56,7 +56,7 @@ pub async fn serve(
         let info = info.clone();
         async move { Ok::<_, Infallible>(service::handle(req, shared, info).await) }
     });
-    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+    let conn = builder.serve_connection(TokioIo::new(stream), svc).with_upgrades();
     tokio::pin!(conn);
     let how = tokio::select! {
         res = conn.as_mut() => {

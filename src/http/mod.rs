@@ -7,3 +7,4 @@ pub mod conn;
 pub mod request;
 pub mod response;
 pub mod service;
+pub mod websocket;

@@ -16,7 +16,11 @@ use super::app::{AppQueue, CloseOnDrop, Closed, Job};
 use super::body::{self, BodyError, ResponseBody};
 use super::request::{ConnInfo, RequestBody, RequestHead};
 use super::response;
+use super::websocket::{self, WsConn};
 use crate::config::ServerConfig;
+use crate::server::shutdown::Stop;
+use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
 
 /// Everything a connection's requests share.
 pub struct Shared {
@@ -24,6 +28,10 @@ pub struct Shared {
     pub queue: AppQueue,
     /// Set when the worker starts stopping: responses then close their connection.
     pub draining: AtomicBool,
+    /// The worker's stop signal (WebSocket pumps close with 1001 on a stop).
+    pub stop: watch::Receiver<Stop>,
+    /// Tasks the drain waits for (connections, WebSocket pumps).
+    pub tasks: TaskTracker,
 }
 
 /// Serves one request. Infallible: every failure becomes a response (or a closed connection).
@@ -32,6 +40,9 @@ pub async fn handle(req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<ConnI
     if let Some(status) = check_head(&req, cfg) {
         log::info!("refused {} {}: {}", req.method(), truncate(req.uri()), status);
         return finish(response::plain(status, true), &shared);
+    }
+    if shared.queue.websockets() && websocket::is_upgrade(&req) {
+        return upgrade(req, shared, conn).await;
     }
     let (parts, incoming) = req.into_parts();
     let body = if incoming.is_end_stream() {
@@ -69,6 +80,7 @@ pub async fn handle(req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<ConnI
         reply,
         queued_at: Instant::now(),
         closed,
+        ws: None,
     };
     if !shared.queue.submit(job) {
         return finish(response::plain(StatusCode::SERVICE_UNAVAILABLE, true), &shared);
@@ -82,6 +94,67 @@ pub async fn handle(req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<ConnI
     *resp.status_mut() = app.status;
     *resp.headers_mut() = app.headers;
     finish(resp, &shared)
+}
+
+/// A WebSocket handshake: the app decides (accept, close, or an HTTP denial response). On
+/// accept the 101 goes out and a pump task carries the frames from then on.
+async fn upgrade(mut req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<ConnInfo>) -> Response<ResponseBody> {
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let (parts, _) = req.into_parts();
+    let head = RequestHead {
+        method: parts.method,
+        uri: parts.uri,
+        version: parts.version,
+        headers: parts.headers,
+        conn,
+    };
+    let ws = WsConn::new();
+    // If this future is dropped before the handshake completes, the app learns the client left.
+    let abandon = AbandonOnDrop(Some(ws.clone()));
+    let (reply, answer) = oneshot::channel();
+    let closed = Arc::new(Closed::default());
+    let body = RequestBody::Memory(Default::default());
+    let job = Job {
+        head,
+        body,
+        reply,
+        queued_at: Instant::now(),
+        closed,
+        ws: Some(ws.clone()),
+    };
+    if !shared.queue.submit(job) {
+        return finish(response::plain(StatusCode::SERVICE_UNAVAILABLE, true), &shared);
+    }
+    let Ok(app) = answer.await else {
+        return finish(response::plain(StatusCode::INTERNAL_SERVER_ERROR, true), &shared);
+    };
+    if app.status == StatusCode::SWITCHING_PROTOCOLS {
+        let mut abandon = abandon;
+        abandon.0 = None; // the pump owns the connection's end now
+        let pump_shared = shared.clone();
+        shared.tasks.spawn(async move {
+            websocket::pump(on_upgrade, ws, &pump_shared.cfg, pump_shared.stop.clone()).await;
+        });
+        let mut resp = Response::new(ResponseBody::empty());
+        *resp.status_mut() = app.status;
+        *resp.headers_mut() = app.headers;
+        return finish(resp, &shared);
+    }
+    let mut resp = Response::new(app.body);
+    *resp.status_mut() = app.status;
+    *resp.headers_mut() = app.headers;
+    finish(resp, &shared)
+}
+
+/// Delivers "closed" to the app's WebSocket inbox if the handshake never completed.
+struct AbandonOnDrop(Option<Arc<WsConn>>);
+
+impl Drop for AbandonOnDrop {
+    fn drop(&mut self) {
+        if let Some(ws) = self.0.take() {
+            ws.abandon();
+        }
+    }
 }
 
 fn finish(mut resp: Response<ResponseBody>, shared: &Shared) -> Response<ResponseBody> {

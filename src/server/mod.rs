@@ -85,10 +85,13 @@ async fn serve(cfg: ServerConfig, listeners: Vec<Listener>, queue: AppQueue, sto
     // Connection cap: a permit is taken before `accept`, so past the cap new connections wait
     // in the kernel's listen backlog (where another worker may pick them up) instead of here.
     let permits = Arc::new(Semaphore::new(cfg.max_connections));
+    let tracker = TaskTracker::new();
     let shared = Arc::new(Shared {
         cfg,
         queue,
         draining: Default::default(),
+        stop: stop.clone(),
+        tasks: tracker.clone(),
     });
     // Once a stop begins every response says `Connection: close`, so clients move on cleanly.
     let (flag, mut watch_stop) = (shared.clone(), stop.clone());
@@ -96,7 +99,6 @@ async fn serve(cfg: ServerConfig, listeners: Vec<Listener>, queue: AppQueue, sto
         let _ = watch_stop.wait_for(|s| *s != Stop::Running).await;
         flag.draining.store(true, std::sync::atomic::Ordering::Relaxed);
     });
-    let tracker = TaskTracker::new();
     for listener in listeners {
         let (shared, builder, permits, stop, conns) = (
             shared.clone(),

@@ -57,3 +57,24 @@ async def lifespan_fails(scope, receive, send):
         await send({"type": "lifespan.startup.failed", "message": "database unreachable"})
         return
     await hello(scope, receive, send)
+
+
+async def ws_echo(scope, receive, send):
+    """Echo server; honours the first offered subprotocol; closes with 4000+n on "close n"."""
+    if scope["type"] != "websocket":
+        return await hello(scope, receive, send)
+    msg = await receive()
+    assert msg["type"] == "websocket.connect"
+    sub = scope["subprotocols"][0] if scope["subprotocols"] else None
+    await send({"type": "websocket.accept", "subprotocol": sub, "headers": [(b"x-accepted", b"yes")]})
+    while True:
+        msg = await receive()
+        if msg["type"] == "websocket.disconnect":
+            return
+        if msg.get("text", "").startswith("close "):
+            await send({"type": "websocket.close", "code": 4000 + int(msg["text"][6:]), "reason": "asked"})
+            return
+        if msg.get("text") is not None:
+            await send({"type": "websocket.send", "text": msg["text"]})
+        else:
+            await send({"type": "websocket.send", "bytes": msg["bytes"]})

@@ -1,0 +1,333 @@
+//! One ASGI WebSocket connection as the app sees it: `websocket.connect`, then the client's
+//! messages and finally `websocket.disconnect`; `send()` accepts (with subprotocol and
+//! headers), denies (close before accept, or an HTTP denial response), sends and closes.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_PROTOCOL, UPGRADE};
+use http::{HeaderMap, StatusCode};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyString};
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Message;
+
+use super::http::{parse_headers, required, set_result};
+use super::AsgiContext;
+use crate::bridge::awaitable::Ready;
+use crate::bridge::event_loop::{LoopEvent, Resolve};
+use crate::bridge::log;
+use crate::http::app::AppResponse;
+use crate::http::body::ResponseBody;
+use crate::http::response::{self, set_length};
+use crate::http::websocket::{close_frame, Incoming, WsConn};
+
+pub struct WsState {
+    conn: Arc<WsConn>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    connect_sent: bool,
+    /// The handshake reply slot, until the app accepts or denies.
+    reply: Option<oneshot::Sender<AppResponse>>,
+    /// `Sec-WebSocket-Accept` for the handshake.
+    accept: String,
+    accepted: bool,
+    closed: bool,
+    /// Denial response under construction (websocket.http.response.start seen).
+    denial: Option<(StatusCode, HeaderMap)>,
+    receive_waiter: Option<Py<PyAny>>,
+    send_waiter: Option<Py<PyAny>>,
+}
+
+/// A message arrived (or the client left): hand it to the waiting `receive()`.
+struct MessageReady(Arc<WsState>);
+/// A message that waited for room in the outbox went out: wake `send()`.
+struct SendReady(Arc<WsState>);
+
+impl Resolve for MessageReady {
+    fn resolve(&self, py: Python<'_>) {
+        let waiter = self.0.inner.lock().expect("ws state").receive_waiter.take();
+        let Some(fut) = waiter else { return };
+        if let Some(m) = self.0.conn.pop() {
+            match message_dict(py, m) {
+                Ok(msg) => set_result(py, fut.bind(py), msg.into_any()),
+                Err(e) => e.print(py),
+            }
+        }
+    }
+}
+
+impl Resolve for SendReady {
+    fn resolve(&self, py: Python<'_>) {
+        let waiter = self.0.inner.lock().expect("ws state").send_waiter.take();
+        if let Some(fut) = waiter {
+            set_result(py, fut.bind(py), py.None().into_bound(py));
+        }
+    }
+}
+
+fn message_dict(py: Python<'_>, m: Incoming) -> PyResult<Bound<'_, PyDict>> {
+    let msg = PyDict::new(py);
+    match m {
+        Incoming::Text(t) => {
+            msg.set_item(intern!(py, "type"), intern!(py, "websocket.receive"))?;
+            msg.set_item(intern!(py, "text"), PyString::new(py, &t))?;
+        }
+        Incoming::Binary(b) => {
+            msg.set_item(intern!(py, "type"), intern!(py, "websocket.receive"))?;
+            msg.set_item(intern!(py, "bytes"), PyBytes::new(py, &b))?;
+        }
+        Incoming::Closed { code, reason } => {
+            msg.set_item(intern!(py, "type"), intern!(py, "websocket.disconnect"))?;
+            msg.set_item(intern!(py, "code"), code)?;
+            msg.set_item(intern!(py, "reason"), reason)?;
+        }
+    }
+    Ok(msg)
+}
+
+#[pyclass(frozen, module = "rsgi._rsgi")]
+pub struct WebSocketProtocol {
+    state: Arc<WsState>,
+    ctx: Arc<AsgiContext>,
+}
+
+impl WebSocketProtocol {
+    pub fn new(ctx: Arc<AsgiContext>, conn: Arc<WsConn>, reply: oneshot::Sender<AppResponse>, accept: String) -> Self {
+        let inner = Inner {
+            reply: Some(reply),
+            accept,
+            ..Default::default()
+        };
+        Self {
+            state: Arc::new(WsState {
+                conn,
+                inner: Mutex::new(inner),
+            }),
+            ctx,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.state.inner.lock().expect("ws state")
+    }
+
+    fn ready<'py>(py: Python<'py>, value: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(Bound::new(py, Ready::new(value.unbind()))?.into_any())
+    }
+
+    fn done(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+        Self::ready(py, py.None().into_bound(py))
+    }
+
+    fn out<'py>(&self, py: Python<'py>, inner: &mut Inner, m: Message) -> PyResult<Bound<'py, PyAny>> {
+        match self.state.conn.out.try_send(m) {
+            Ok(()) => Self::done(py),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(PyOSError::new_err("the websocket is closed")),
+            Err(mpsc::error::TrySendError::Full(m)) => {
+                let fut = self.ctx.create_future.bind(py).call0()?;
+                inner.send_waiter = Some(fut.clone().unbind());
+                let (tx, queue, state) = (self.state.conn.out.clone(), self.ctx.queue.clone(), self.state.clone());
+                self.ctx.runtime.spawn(async move {
+                    let _ = tx.send(m).await;
+                    queue.push(LoopEvent::Resolve(Arc::new(SendReady(state))));
+                });
+                Ok(fut)
+            }
+        }
+    }
+
+    fn reply(inner: &mut Inner, status: StatusCode, headers: HeaderMap, body: ResponseBody) {
+        if let Some(reply) = inner.reply.take() {
+            let _ = reply.send(AppResponse { status, headers, body });
+        }
+    }
+}
+
+#[pymethods]
+impl WebSocketProtocol {
+    fn receive<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let mut inner = self.lock();
+        if !inner.connect_sent {
+            inner.connect_sent = true;
+            let msg = PyDict::new(py);
+            msg.set_item(intern!(py, "type"), intern!(py, "websocket.connect"))?;
+            return Self::ready(py, msg.into_any());
+        }
+        if let Some(m) = self.state.conn.pop() {
+            return Self::ready(py, message_dict(py, m)?.into_any());
+        }
+        if let Some(fut) = &inner.receive_waiter {
+            return Ok(fut.bind(py).clone());
+        }
+        let fut = self.ctx.create_future.bind(py).call0()?;
+        inner.receive_waiter = Some(fut.clone().unbind());
+        drop(inner);
+        let (queue, state) = (self.ctx.queue.clone(), self.state.clone());
+        let hook = Box::new(move || queue.push(LoopEvent::Resolve(Arc::new(MessageReady(state)))));
+        if !self.state.conn.on_message(hook) {
+            // A message arrived in between: deliver it now.
+            self.lock().receive_waiter = None;
+            if let Some(m) = self.state.conn.pop() {
+                return Self::ready(py, message_dict(py, m)?.into_any());
+            }
+        }
+        Ok(fut)
+    }
+
+    fn send<'py>(&self, py: Python<'py>, message: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let message = message
+            .cast::<PyDict>()
+            .map_err(|_| PyTypeError::new_err("ASGI messages are dicts"))?;
+        let kind: String = required(message, "type")?.extract()?;
+        let mut inner = self.lock();
+        match kind.as_str() {
+            "websocket.accept" => {
+                if inner.accepted || inner.reply.is_none() {
+                    return Err(PyRuntimeError::new_err("websocket.accept sent twice or after a close"));
+                }
+                let mut headers = match message.get_item(intern!(py, "headers"))? {
+                    Some(h) => parse_headers(&h)?,
+                    None => HeaderMap::new(),
+                };
+                headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+                headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+                let accept = HeaderValue::from_str(&inner.accept).map_err(|e| PyValueError::new_err(e.to_string()))?;
+                headers.insert(SEC_WEBSOCKET_ACCEPT, accept);
+                if let Some(sp) = message.get_item(intern!(py, "subprotocol"))?.filter(|s| !s.is_none()) {
+                    let sp: String = sp.extract()?;
+                    let value = HeaderValue::from_str(&sp).map_err(|_| PyValueError::new_err("invalid subprotocol"))?;
+                    headers.insert(SEC_WEBSOCKET_PROTOCOL, value);
+                }
+                inner.accepted = true;
+                Self::reply(
+                    &mut inner,
+                    StatusCode::SWITCHING_PROTOCOLS,
+                    headers,
+                    ResponseBody::empty(),
+                );
+                Self::done(py)
+            }
+            "websocket.send" => {
+                if !inner.accepted {
+                    return Err(PyRuntimeError::new_err("websocket.send before websocket.accept"));
+                }
+                if inner.closed || self.state.conn.is_closed() {
+                    return Err(PyOSError::new_err("the websocket is closed"));
+                }
+                let text = message.get_item(intern!(py, "text"))?.filter(|t| !t.is_none());
+                let bytes = message.get_item(intern!(py, "bytes"))?.filter(|b| !b.is_none());
+                let m = match (text, bytes) {
+                    (Some(t), _) => Message::text(t.extract::<String>()?),
+                    (None, Some(b)) => {
+                        let b = b
+                            .cast::<PyBytes>()
+                            .map_err(|_| PyTypeError::new_err("bytes must be bytes"))?;
+                        Message::binary(Bytes::copy_from_slice(b.as_bytes()))
+                    }
+                    (None, None) => return Err(PyValueError::new_err("websocket.send needs text or bytes")),
+                };
+                self.out(py, &mut inner, m)
+            }
+            "websocket.close" => {
+                let code: u16 = match message.get_item(intern!(py, "code"))? {
+                    Some(c) if !c.is_none() => c.extract()?,
+                    _ => 1000,
+                };
+                let reason: String = match message.get_item(intern!(py, "reason"))? {
+                    Some(r) if !r.is_none() => r.extract()?,
+                    _ => String::new(),
+                };
+                if !inner.accepted {
+                    // Closing before accepting denies the handshake: 403, as the spec says.
+                    inner.closed = true;
+                    let (parts, body) = response::plain(StatusCode::FORBIDDEN, false).into_parts();
+                    Self::reply(&mut inner, parts.status, parts.headers, body);
+                    return Self::done(py);
+                }
+                if inner.closed {
+                    return Self::done(py);
+                }
+                inner.closed = true;
+                let m = Message::Close(Some(close_frame(code, &reason)));
+                match self.out(py, &mut inner, m) {
+                    Err(_) => Self::done(py), // already gone: closing twice is fine
+                    ok => ok,
+                }
+            }
+            // The websocket denial-response extension: an HTTP response instead of the handshake.
+            "websocket.http.response.start" => {
+                if inner.accepted || inner.reply.is_none() {
+                    return Err(PyRuntimeError::new_err("denial response after accept"));
+                }
+                let status: u16 = required(message, "status")?.extract()?;
+                let status = StatusCode::from_u16(status).map_err(|_| PyValueError::new_err("invalid status"))?;
+                let headers = match message.get_item(intern!(py, "headers"))? {
+                    Some(h) => parse_headers(&h)?,
+                    None => HeaderMap::new(),
+                };
+                inner.denial = Some((status, headers));
+                Self::done(py)
+            }
+            "websocket.http.response.body" => {
+                let Some((status, mut headers)) = inner.denial.take() else {
+                    return Err(PyRuntimeError::new_err("websocket.http.response.body before its start"));
+                };
+                let data = match message.get_item(intern!(py, "body"))? {
+                    Some(b) => Bytes::copy_from_slice(b.cast::<PyBytes>()?.as_bytes()),
+                    None => Bytes::new(),
+                };
+                // Denial bodies are small; a multi-part one is sent as its first part.
+                set_length(&mut headers, data.len());
+                inner.closed = true;
+                Self::reply(&mut inner, status, headers, ResponseBody::full(data));
+                Self::done(py)
+            }
+            other => Err(PyValueError::new_err(format!(
+                "unexpected ASGI message type {other:?} for websocket"
+            ))),
+        }
+    }
+
+    /// Called once when the app's coroutine ends (with its exception, if any).
+    #[pyo3(signature = (exc = None))]
+    fn complete(&self, py: Python<'_>, exc: Option<Bound<'_, PyAny>>) {
+        let (accepted, closed, reply) = {
+            let mut inner = self.lock();
+            inner.receive_waiter = None;
+            inner.send_waiter = None;
+            (inner.accepted, inner.closed, inner.reply.take())
+        };
+        let failed = exc.as_ref().is_some_and(|e| !super::http::is_cancelled(py, e));
+        if let Some(e) = exc.filter(|_| failed) {
+            log::app_error(py, "Exception in ASGI websocket application", e);
+        }
+        if let Some(reply) = reply {
+            // Never accepted: 500 if it failed, else 403 (the app chose not to accept).
+            let status = if failed {
+                StatusCode::INTERNAL_SERVER_ERROR
+            } else {
+                StatusCode::FORBIDDEN
+            };
+            let (parts, body) = response::plain(status, false).into_parts();
+            let _ = reply.send(AppResponse {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            });
+        } else if accepted && !closed {
+            // 1011: the server hit an unexpected condition; 1000 if the app just returned.
+            let code = if failed { 1011 } else { 1000 };
+            let _ = self
+                .state
+                .conn
+                .out
+                .try_send(Message::Close(Some(close_frame(code, ""))));
+        }
+    }
+}
