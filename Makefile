@@ -39,6 +39,6 @@ test-rust:  ## Rust unit and integration tests
 test-python:  ## pytest: real servers, real clients
 	$(PY) -m pytest tests
 
-bench:  ## side-by-side benchmark against gunicorn and Granian (see bench/README.md)
-	$(PY) -m pip install -q -r bench/requirements.txt
-	$(PY) bench/run.py
+bench:  ## side-by-side benchmark against every peer (~1¾ h; see bench/README.md for quicker runs)
+	bash bench/setup.sh
+	bench/.venv/bin/python bench/run.py

@@ -63,6 +63,14 @@ async def raises_before_start(scope, receive, send):
     raise RuntimeError("boom before http.response.start")
 
 
+async def raises_after_start(scope, receive, send):
+    """Raises after http.response.start but before any body: nothing has reached the client yet."""
+    if scope["type"] != "http" or scope["path"] == "/ready":
+        return await hello(scope, receive, send)
+    await send({"type": "http.response.start", "status": 201, "headers": [(b"x-started", b"yes")]})
+    raise RuntimeError("boom between start and body")
+
+
 async def raises_mid_stream(scope, receive, send):
     if scope["type"] != "http" or scope["path"] == "/ready":
         return await hello(scope, receive, send)

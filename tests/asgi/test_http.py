@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+from apps.asgi_extra import BIG_CHUNK, big_body_sha256
 from conftest import Server, raw_request, running
 
 SPOOL_THRESHOLD = 65536
@@ -276,6 +277,15 @@ def test_raising_before_start_is_a_500_and_the_worker_keeps_serving(serve) -> No
     assert_worker_survived(server, pids)
 
 
+def test_raising_after_start_before_any_body_is_a_500(serve) -> None:
+    server = serve("apps.asgi_extra:raises_after_start", ready_path="/ready")
+    r = httpx.get(server.url + "/started", timeout=5)
+    assert r.status_code == 500
+    assert "x-started" not in r.headers
+    log = server.wait_log("RuntimeError: boom between start and body")
+    assert "Exception in ASGI application" in log
+
+
 def test_raising_mid_stream_aborts_the_connection(serve) -> None:
     server = serve("apps.asgi_extra:raises_mid_stream", ready_path="/ready")
     pids = server.worker_pids()
@@ -373,8 +383,6 @@ def dechunk(data: bytes) -> bytes:
 def test_slow_reader_backpressure_bounds_memory(serve) -> None:
     """The app streams 50 MiB; the client reads only the head and then stops. send() must make
     the app wait, so the worker neither buffers the body nor runs the app ahead of the client."""
-    from apps.asgi_extra import BIG_CHUNK, big_body_sha256
-
     server = serve("apps.asgi_extra:big_stream")
     (pid,) = server.worker_pids()
     worker = psutil.Process(pid)
