@@ -87,8 +87,9 @@ def serve(cfg: Config, sockets: list[socket.socket], app: Any) -> bool:
         log.info("worker serving %s on %s", cfg.app, type(loop).__module__.split(".")[0])
         loop.run_until_complete(stopped)
         loop.remove_reader(bridge.fileno())
-        _cancel_leftovers(loop)
+        # Lifespan shutdown first (its task is waiting in receive()), then whatever is left.
         loop.run_until_complete(lifespan.shutdown())
+        _cancel_leftovers(loop)
         worker.shutdown()
         return True
     finally:

@@ -50,11 +50,6 @@ def test_startup_state_reaches_requests(serve, tmp_path: Path) -> None:
     assert read_marker(marker) == ["startup"]  # startup ran once, shutdown not yet
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: asgi.serve() cancels every leftover task, the lifespan task included, before "
-    "Lifespan.shutdown() runs, so the app never receives lifespan.shutdown",
-)
 def test_shutdown_runs_on_sigterm(serve, tmp_path: Path) -> None:
     marker = tmp_path / "marker.txt"
     server = serve("apps.asgi_extra:lifespan_state", env={"RSGI_TEST_MARKER": str(marker)})

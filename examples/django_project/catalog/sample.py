@@ -1,7 +1,8 @@
-"""The deterministic binary file behind ``/download``.
+"""The deterministic binary bodies behind ``/download`` and ``/big``.
 
-The content is 8192 SHA-256 digests of ``b"rsgi-sample-<n>"`` for n = 0..8191,
-concatenated (exactly 256 KiB), so clients can recompute and verify it.
+``/download`` is 8192 SHA-256 digests of ``b"rsgi-sample-<n>"`` for n = 0..8191,
+concatenated (exactly 256 KiB); ``/big`` is 32768 digests of ``b"rsgi-big-<n>"``
+(exactly 1 MiB). Clients can recompute and verify both.
 """
 
 import functools
@@ -12,11 +13,18 @@ from pathlib import Path
 
 SAMPLE_NAME = "sample.bin"
 SAMPLE_SIZE = 256 * 1024
+BIG_SIZE = 1024 * 1024
 
 
 def sample_bytes():
     digests = (hashlib.sha256(b"rsgi-sample-%d" % n).digest() for n in range(SAMPLE_SIZE // 32))
     return b"".join(digests)
+
+
+@functools.cache
+def big_bytes():
+    """The body of ``/big``: SHA-256 digests of ``b"rsgi-big-<n>"`` for n = 0..32767 (1 MiB)."""
+    return b"".join(hashlib.sha256(b"rsgi-big-%d" % n).digest() for n in range(BIG_SIZE // 32))
 
 
 @functools.cache

@@ -5,13 +5,16 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.test import Client, TestCase, override_settings
 
-from .sample import SAMPLE_SIZE, sample_bytes
+from .sample import BIG_SIZE, SAMPLE_SIZE, big_bytes, sample_bytes
 
 # Hashed static names need a collectstatic run; plain storage keeps these tests self-contained.
 PLAIN_STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+
+
+BIG_SHA256 = "fea9ca5b29ed3196480b45f55b705c4bcf67ad545b464c1701669f13788c8378"
 
 
 @override_settings(STORAGES=PLAIN_STORAGES)
@@ -72,6 +75,17 @@ class PageTests(TestCase):
         self.assertEqual(len(body), SAMPLE_SIZE)
         self.assertEqual(body, sample_bytes())
         self.assertEqual(response["Content-Type"], "application/octet-stream")
+
+    def test_big(self):
+        response = self.client.get("/big")
+        self.assertEqual(len(response.content), BIG_SIZE)
+        self.assertEqual(hashlib.sha256(response.content).hexdigest(), BIG_SHA256)
+        self.assertEqual(response.content, big_bytes())
+        self.assertEqual(response["Content-Type"], "application/octet-stream")
+
+    def test_chat_page(self):
+        self.assertContains(self.client.get("/chat/lobby/"), "/ws/chat/")
+        self.assertEqual(self.client.get("/chat/not a room/").status_code, 404)
 
     def test_headers(self):
         data = self.client.get("/headers", {"q": "1"}, headers={"X-Test": "yes"}).json()

@@ -1,6 +1,7 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from . import views
+from .routing import ROOM_PATTERN
 
 # These paths are fixed: rsgi's tests and benchmarks request them verbatim.
 urlpatterns = [
@@ -18,4 +19,6 @@ urlpatterns = [
     path("download", views.download, name="download"),
     path("headers", views.headers, name="headers"),
     path("error", views.error, name="error"),
+    path("big", views.big, name="big"),
+    re_path(rf"^chat/{ROOM_PATTERN}/$", views.chat, name="chat"),
 ]

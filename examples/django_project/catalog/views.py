@@ -10,7 +10,7 @@ from django.views.decorators.http import require_http_methods, require_safe
 
 from .forms import MessageForm, UploadForm
 from .models import Item
-from .sample import SAMPLE_NAME, sample_path
+from .sample import SAMPLE_NAME, big_bytes, sample_path
 
 ITEM_PAGE_SIZE = 20
 STREAM_CHUNKS = 5
@@ -152,6 +152,17 @@ def download(request):
         filename=SAMPLE_NAME,
         content_type="application/octet-stream",
     )
+
+
+@require_safe
+def big(request):
+    # Exactly 1 MiB, built once per process: the benchmark's large-response case.
+    return HttpResponse(big_bytes(), content_type="application/octet-stream")
+
+
+@require_safe
+def chat(request, room):
+    return render(request, "catalog/chat.html", {"room": room})
 
 
 def headers(request):

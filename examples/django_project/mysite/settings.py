@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "channels",
     "catalog",
 ]
 
@@ -62,6 +63,17 @@ TEMPLATES = [
 
 WSGI_APPLICATION = "mysite.wsgi.application"
 ASGI_APPLICATION = "mysite.asgi.application"
+
+# Channels' layer carries chat messages between consumers. The in-memory layer only reaches
+# consumers in the same process (one worker); set REDIS_URL (and install channels-redis) for
+# chat across several workers or machines.
+REDIS_URL = os.environ.get("REDIS_URL")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}},
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 # Tests point RSGI_EXAMPLE_DB at a throwaway copy so they never touch the dev database.
 DATABASES = {
