@@ -15,15 +15,15 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 use tokio::sync::{mpsc, oneshot};
 
-use super::AsgiContext;
-use crate::bridge::awaitable::Ready;
+use super::{send_or_wait, AsgiContext};
+use crate::bridge::awaitable::{done, ready};
 use crate::bridge::event_loop::{LoopEvent, Resolve};
 use crate::bridge::log;
 use crate::bridge::stream::STREAM_BUFFER;
 use crate::http::app::{AppResponse, Closed};
 use crate::http::body::{Chunk, ResponseBody};
 use crate::http::request::RequestBody;
-use crate::http::response::{self, set_length};
+use crate::http::response::set_length;
 
 /// Size of the `http.request` messages a spooled (large) body is delivered in.
 const BODY_CHUNK: usize = 256 * 1024;
@@ -117,16 +117,8 @@ impl HttpProtocol {
         self.state.inner.lock().expect("asgi state")
     }
 
-    fn ready<'py>(py: Python<'py>, value: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        Ok(Bound::new(py, Ready::new(value.unbind()))?.into_any())
-    }
-
-    fn done(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
-        Self::ready(py, py.None().into_bound(py))
-    }
-
-    /// Queues a chunk; when the channel is full, a tokio task finishes the send and `send()`
-    /// returns a future that resolves once it did (the app waits: backpressure).
+    /// Queues a chunk (waiting when the client is slow). A client that left makes it a no-op,
+    /// as uvicorn does: an app streaming to nobody is not an error.
     fn push<'py>(
         &self,
         py: Python<'py>,
@@ -134,19 +126,10 @@ impl HttpProtocol {
         tx: &mpsc::Sender<Chunk>,
         data: Bytes,
     ) -> PyResult<Bound<'py, PyAny>> {
-        match tx.try_send(Ok(data)) {
-            // A closed channel means the client left: like uvicorn, sends become no-ops.
-            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => Self::done(py),
-            Err(mpsc::error::TrySendError::Full(item)) => {
-                let fut = self.ctx.create_future.bind(py).call0()?;
-                inner.send_waiter = Some(fut.clone().unbind());
-                let (tx, queue, state) = (tx.clone(), self.ctx.queue.clone(), self.state.clone());
-                self.ctx.runtime.spawn(async move {
-                    let _ = tx.send(item).await;
-                    queue.push(LoopEvent::Resolve(Arc::new(SendReady(state))));
-                });
-                Ok(fut)
-            }
+        let woken = Arc::new(SendReady(self.state.clone()));
+        match send_or_wait(py, &self.ctx, tx, Ok(data), &mut inner.send_waiter, woken)? {
+            Some(awaitable) => Ok(awaitable),
+            None => done(py),
         }
     }
 
@@ -177,10 +160,10 @@ impl HttpProtocol {
     fn receive<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let mut inner = self.lock();
         if let Some(msg) = Self::next_body_message(py, &mut inner)? {
-            return Self::ready(py, msg.into_any());
+            return ready(py, msg.into_any());
         }
         if self.state.closed.is_closed() {
-            return Self::ready(py, disconnect_message(py));
+            return ready(py, disconnect_message(py));
         }
         if let Some(fut) = &inner.disconnect_waiter {
             return Ok(fut.bind(py).clone());
@@ -192,7 +175,7 @@ impl HttpProtocol {
         let hook = Box::new(move || queue.push(LoopEvent::Resolve(Arc::new(Disconnected(state)))));
         if !self.state.closed.on_close(hook) {
             self.lock().disconnect_waiter = None;
-            return Self::ready(py, disconnect_message(py));
+            return ready(py, disconnect_message(py));
         }
         Ok(fut)
     }
@@ -216,7 +199,7 @@ impl HttpProtocol {
                     None => HeaderMap::new(),
                 };
                 inner.start = Some((status, headers));
-                Self::done(py)
+                done(py)
             }
             "http.response.body" => {
                 if inner.complete {
@@ -242,7 +225,7 @@ impl HttpProtocol {
                         inner.complete = true;
                     }
                     return if data.is_empty() {
-                        Self::done(py)
+                        done(py)
                     } else {
                         self.push(py, &mut inner, &tx, data)
                     };
@@ -261,7 +244,7 @@ impl HttpProtocol {
                         headers,
                         body: ResponseBody::full(data),
                     });
-                    return Self::done(py);
+                    return done(py);
                 }
                 let (tx, rx) = mpsc::channel(STREAM_BUFFER);
                 if reply
@@ -273,11 +256,11 @@ impl HttpProtocol {
                     .is_err()
                 {
                     inner.complete = true; // the client is gone; later sends are no-ops
-                    return Self::done(py);
+                    return done(py);
                 }
                 inner.stream = Some(tx.clone());
                 if data.is_empty() {
-                    Self::done(py)
+                    done(py)
                 } else {
                     self.push(py, &mut inner, &tx, data)
                 }
@@ -300,10 +283,10 @@ impl HttpProtocol {
                         body: ResponseBody::file(file, len),
                     });
                 }
-                Self::done(py)
+                done(py)
             }
             // Trailers are not advertised in `extensions`; accept and drop them.
-            "http.response.trailers" => Self::done(py),
+            "http.response.trailers" => done(py),
             other => Err(PyValueError::new_err(format!(
                 "unexpected ASGI message type {other:?} for http"
             ))),
@@ -333,12 +316,7 @@ impl HttpProtocol {
             None => log::error(py, problem),
         }
         if let Some(reply) = reply {
-            let (parts, body) = response::plain(StatusCode::INTERNAL_SERVER_ERROR, false).into_parts();
-            let _ = reply.send(AppResponse {
-                status: parts.status,
-                headers: parts.headers,
-                body,
-            });
+            let _ = reply.send(AppResponse::error(StatusCode::INTERNAL_SERVER_ERROR));
         } else if let Some(tx) = stream {
             // The headers are out: abort the connection so a cut-off body can't pass as whole.
             self.ctx.runtime.spawn(async move {

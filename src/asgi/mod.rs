@@ -13,11 +13,38 @@ use pyo3::types::PyDict;
 
 use crate::bridge::event_loop::{LoopEvent, LoopQueue};
 use crate::bridge::log;
-use crate::http::app::{AppResponse, Job};
-use crate::http::response;
-use ::http::StatusCode;
+use crate::http::app::Job;
 
 use scope::ScopeBuilder;
+
+/// Sends `item` on a bounded channel from the loop thread without blocking it. If the channel
+/// has room the returned awaitable is already complete; if it is full a tokio task finishes the
+/// send and then wakes `woken` through the loop queue, and the returned future (stored in
+/// `waiter`) is what the app awaits: backpressure. `None` when the receiver is gone.
+pub(crate) fn send_or_wait<'py, T: Send + 'static>(
+    py: Python<'py>,
+    ctx: &AsgiContext,
+    tx: &tokio::sync::mpsc::Sender<T>,
+    item: T,
+    waiter: &mut Option<Py<PyAny>>,
+    woken: Arc<dyn crate::bridge::event_loop::Resolve>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    use tokio::sync::mpsc::error::TrySendError;
+    match tx.try_send(item) {
+        Ok(()) => Ok(Some(crate::bridge::awaitable::done(py)?)),
+        Err(TrySendError::Closed(_)) => Ok(None),
+        Err(TrySendError::Full(item)) => {
+            let fut = ctx.create_future.bind(py).call0()?;
+            *waiter = Some(fut.clone().unbind());
+            let (tx, queue) = (tx.clone(), ctx.queue.clone());
+            ctx.runtime.spawn(async move {
+                let _ = tx.send(item).await;
+                queue.push(LoopEvent::Resolve(woken));
+            });
+            Ok(Some(fut))
+        }
+    }
+}
 
 /// What every request of a worker shares on the loop side.
 pub struct AsgiContext {
@@ -129,15 +156,5 @@ impl AsgiBridge {
                 }
             }
         }
-    }
-}
-
-/// The 500 the core sends when the app could not even be started for a request.
-pub fn internal_error() -> AppResponse {
-    let (parts, body) = response::plain(StatusCode::INTERNAL_SERVER_ERROR, false).into_parts();
-    AppResponse {
-        status: parts.status,
-        headers: parts.headers,
-        body,
     }
 }

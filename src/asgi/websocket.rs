@@ -11,17 +11,17 @@ use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::http::{parse_headers, required, set_result};
-use super::AsgiContext;
-use crate::bridge::awaitable::Ready;
+use super::{send_or_wait, AsgiContext};
+use crate::bridge::awaitable::{done, ready};
 use crate::bridge::event_loop::{LoopEvent, Resolve};
 use crate::bridge::log;
 use crate::http::app::AppResponse;
 use crate::http::body::ResponseBody;
-use crate::http::response::{self, set_length};
+use crate::http::response::set_length;
 use crate::http::websocket::{close_frame, Incoming, WsConn};
 
 pub struct WsState {
@@ -40,6 +40,7 @@ struct Inner {
     closed: bool,
     /// Denial response under construction (websocket.http.response.start seen).
     denial: Option<(StatusCode, HeaderMap)>,
+    denial_body: bytes::BytesMut,
     receive_waiter: Option<Py<PyAny>>,
     send_waiter: Option<Py<PyAny>>,
 }
@@ -117,34 +118,17 @@ impl WebSocketProtocol {
         self.state.inner.lock().expect("ws state")
     }
 
-    fn ready<'py>(py: Python<'py>, value: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        Ok(Bound::new(py, Ready::new(value.unbind()))?.into_any())
-    }
-
-    fn done(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
-        Self::ready(py, py.None().into_bound(py))
-    }
-
+    /// Queues a frame for the client (waiting when it reads slowly). Unlike HTTP, sending on a
+    /// closed websocket is an error the app must see (ASGI spec: an `OSError`).
     fn out<'py>(&self, py: Python<'py>, inner: &mut Inner, m: Message) -> PyResult<Bound<'py, PyAny>> {
-        match self.state.conn.out.try_send(m) {
-            Ok(()) => Self::done(py),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(PyOSError::new_err("the websocket is closed")),
-            Err(mpsc::error::TrySendError::Full(m)) => {
-                let fut = self.ctx.create_future.bind(py).call0()?;
-                inner.send_waiter = Some(fut.clone().unbind());
-                let (tx, queue, state) = (self.state.conn.out.clone(), self.ctx.queue.clone(), self.state.clone());
-                self.ctx.runtime.spawn(async move {
-                    let _ = tx.send(m).await;
-                    queue.push(LoopEvent::Resolve(Arc::new(SendReady(state))));
-                });
-                Ok(fut)
-            }
-        }
+        let woken = Arc::new(SendReady(self.state.clone()));
+        send_or_wait(py, &self.ctx, &self.state.conn.out, m, &mut inner.send_waiter, woken)?
+            .ok_or_else(|| PyOSError::new_err("the websocket is closed"))
     }
 
-    fn reply(inner: &mut Inner, status: StatusCode, headers: HeaderMap, body: ResponseBody) {
+    fn reply(inner: &mut Inner, response: AppResponse) {
         if let Some(reply) = inner.reply.take() {
-            let _ = reply.send(AppResponse { status, headers, body });
+            let _ = reply.send(response);
         }
     }
 }
@@ -157,10 +141,10 @@ impl WebSocketProtocol {
             inner.connect_sent = true;
             let msg = PyDict::new(py);
             msg.set_item(intern!(py, "type"), intern!(py, "websocket.connect"))?;
-            return Self::ready(py, msg.into_any());
+            return ready(py, msg.into_any());
         }
         if let Some(m) = self.state.conn.pop() {
-            return Self::ready(py, message_dict(py, m)?.into_any());
+            return ready(py, message_dict(py, m)?.into_any());
         }
         if let Some(fut) = &inner.receive_waiter {
             return Ok(fut.bind(py).clone());
@@ -174,7 +158,7 @@ impl WebSocketProtocol {
             // A message arrived in between: deliver it now.
             self.lock().receive_waiter = None;
             if let Some(m) = self.state.conn.pop() {
-                return Self::ready(py, message_dict(py, m)?.into_any());
+                return ready(py, message_dict(py, m)?.into_any());
             }
         }
         Ok(fut)
@@ -207,11 +191,9 @@ impl WebSocketProtocol {
                 inner.accepted = true;
                 Self::reply(
                     &mut inner,
-                    StatusCode::SWITCHING_PROTOCOLS,
-                    headers,
-                    ResponseBody::empty(),
+                    AppResponse::new(StatusCode::SWITCHING_PROTOCOLS, headers, ResponseBody::empty()),
                 );
-                Self::done(py)
+                done(py)
             }
             "websocket.send" => {
                 if !inner.accepted {
@@ -246,17 +228,16 @@ impl WebSocketProtocol {
                 if !inner.accepted {
                     // Closing before accepting denies the handshake: 403, as the spec says.
                     inner.closed = true;
-                    let (parts, body) = response::plain(StatusCode::FORBIDDEN, false).into_parts();
-                    Self::reply(&mut inner, parts.status, parts.headers, body);
-                    return Self::done(py);
+                    Self::reply(&mut inner, AppResponse::error(StatusCode::FORBIDDEN));
+                    return done(py);
                 }
                 if inner.closed {
-                    return Self::done(py);
+                    return done(py);
                 }
                 inner.closed = true;
                 let m = Message::Close(Some(close_frame(code, &reason)));
                 match self.out(py, &mut inner, m) {
-                    Err(_) => Self::done(py), // already gone: closing twice is fine
+                    Err(_) => done(py), // already gone: closing twice is fine
                     ok => ok,
                 }
             }
@@ -272,21 +253,27 @@ impl WebSocketProtocol {
                     None => HeaderMap::new(),
                 };
                 inner.denial = Some((status, headers));
-                Self::done(py)
+                done(py)
             }
             "websocket.http.response.body" => {
-                let Some((status, mut headers)) = inner.denial.take() else {
+                if inner.denial.is_none() {
                     return Err(PyRuntimeError::new_err("websocket.http.response.body before its start"));
-                };
-                let data = match message.get_item(intern!(py, "body"))? {
-                    Some(b) => Bytes::copy_from_slice(b.cast::<PyBytes>()?.as_bytes()),
-                    None => Bytes::new(),
-                };
-                // Denial bodies are small; a multi-part one is sent as its first part.
+                }
+                if let Some(b) = message.get_item(intern!(py, "body"))? {
+                    inner.denial_body.extend_from_slice(b.cast::<PyBytes>()?.as_bytes());
+                }
+                let more = message
+                    .get_item(intern!(py, "more_body"))?
+                    .map_or(Ok(false), |m| m.is_truthy())?;
+                if more {
+                    return done(py); // denial bodies are small: collected, then sent whole
+                }
+                let (status, mut headers) = inner.denial.take().expect("checked above");
+                let data = std::mem::take(&mut inner.denial_body).freeze();
                 set_length(&mut headers, data.len());
                 inner.closed = true;
-                Self::reply(&mut inner, status, headers, ResponseBody::full(data));
-                Self::done(py)
+                Self::reply(&mut inner, AppResponse::new(status, headers, ResponseBody::full(data)));
+                done(py)
             }
             other => Err(PyValueError::new_err(format!(
                 "unexpected ASGI message type {other:?} for websocket"
@@ -314,12 +301,7 @@ impl WebSocketProtocol {
             } else {
                 StatusCode::FORBIDDEN
             };
-            let (parts, body) = response::plain(status, false).into_parts();
-            let _ = reply.send(AppResponse {
-                status: parts.status,
-                headers: parts.headers,
-                body,
-            });
+            let _ = reply.send(AppResponse::error(status));
         } else if accepted && !closed {
             // 1011: the server hit an unexpected condition; 1000 if the app just returned.
             let code = if failed { 1011 } else { 1000 };

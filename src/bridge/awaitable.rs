@@ -47,3 +47,13 @@ impl Ready {
         self.value = None;
     }
 }
+
+/// An awaitable that is already complete with `value`.
+pub fn ready<'py>(py: Python<'py>, value: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    Ok(Bound::new(py, Ready::new(value.unbind()))?.into_any())
+}
+
+/// An awaitable that is already complete with `None`.
+pub fn done(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    ready(py, py.None().into_bound(py))
+}

@@ -31,6 +31,22 @@ pub struct AppResponse {
     pub body: ResponseBody,
 }
 
+impl AppResponse {
+    pub fn new(status: StatusCode, headers: HeaderMap, body: ResponseBody) -> Self {
+        Self { status, headers, body }
+    }
+
+    /// The core's own short reply for an app that failed (500) or refused (403).
+    pub fn error(status: StatusCode) -> Self {
+        let (parts, body) = super::response::plain(status, false).into_parts();
+        Self {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+}
+
 /// Where the HTTP core submits jobs: implemented by each bridge (a channel that Python threads
 /// block on for WSGI; a queue plus an event-loop wake-up for ASGI). Never blocks, never takes
 /// the GIL.

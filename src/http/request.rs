@@ -32,6 +32,18 @@ pub struct RequestHead {
     pub conn: std::sync::Arc<ConnInfo>,
 }
 
+impl RequestHead {
+    pub fn new(parts: http::request::Parts, conn: std::sync::Arc<ConnInfo>) -> Self {
+        Self {
+            method: parts.method,
+            uri: parts.uri,
+            version: parts.version,
+            headers: parts.headers,
+            conn,
+        }
+    }
+}
+
 /// A request body that has been read completely before the app is called, so a slow client
 /// never holds a Python thread. Small bodies stay in memory; large ones are spooled to an
 /// anonymous temporary file (deleted by the OS when the last descriptor closes).

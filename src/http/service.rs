@@ -63,13 +63,7 @@ pub async fn handle(req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<ConnI
         }
     };
     let is_head = parts.method == Method::HEAD;
-    let head = RequestHead {
-        method: parts.method,
-        uri: parts.uri,
-        version: parts.version,
-        headers: parts.headers,
-        conn,
-    };
+    let head = RequestHead::new(parts, conn);
     let (reply, answer) = oneshot::channel();
     let closed = Arc::new(Closed::default());
     // Until the response exists this future holds the guard; then its body does (below).
@@ -101,13 +95,7 @@ pub async fn handle(req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<ConnI
 async fn upgrade(mut req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<ConnInfo>) -> Response<ResponseBody> {
     let on_upgrade = hyper::upgrade::on(&mut req);
     let (parts, _) = req.into_parts();
-    let head = RequestHead {
-        method: parts.method,
-        uri: parts.uri,
-        version: parts.version,
-        headers: parts.headers,
-        conn,
-    };
+    let head = RequestHead::new(parts, conn);
     let ws = WsConn::new();
     // If this future is dropped before the handshake completes, the app learns the client left.
     let abandon = AbandonOnDrop(Some(ws.clone()));

@@ -197,17 +197,20 @@ pub async fn pump(
             }
             out = outbox.recv() => match out {
                 Some(Message::Close(frame)) => {
+                    let ours = frame.as_ref().map_or((1000, String::new()), |f| (u16::from(f.code), f.reason.as_str().to_owned()));
                     let _ = sink.send(Message::Close(frame)).await;
-                    // Wait (briefly) for the client's close frame, as RFC 6455 §7.1.1 asks.
-                    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                    // Wait (briefly) for the client's close frame, as RFC 6455 §7.1.1 asks; the
+                    // app's disconnect carries the code the client answered with (or ours).
+                    let answer = tokio::time::timeout(Duration::from_secs(5), async {
                         while let Some(Ok(m)) = stream.next().await {
-                            if matches!(m, Message::Close(_)) {
-                                break;
+                            if let Message::Close(f) = m {
+                                return f.map(|f| (u16::from(f.code), f.reason.as_str().to_owned()));
                             }
                         }
+                        None
                     })
                     .await;
-                    break (1000, String::new());
+                    break answer.ok().flatten().unwrap_or(ours);
                 }
                 Some(m) => {
                     if let Err(e) = sink.send(m).await {

@@ -21,7 +21,7 @@ use super::start_response::StartResponse;
 use crate::bridge::stream::{self, STREAM_BUFFER};
 use crate::http::app::{AppResponse, Job};
 use crate::http::body::{Chunk, ResponseBody};
-use crate::http::response::{self, set_length};
+use crate::http::response::set_length;
 
 pub struct WsgiApp {
     app: Py<PyAny>,
@@ -186,7 +186,7 @@ impl WsgiApp {
         self.log(py, &format!("Error handling request {what}"), err);
         match progress {
             Progress::Pending(reply) => {
-                let _ = reply.send(internal_error());
+                let _ = reply.send(AppResponse::error(StatusCode::INTERNAL_SERVER_ERROR));
             }
             Progress::Streaming(tx) => stream::abort(py, &tx, "the app failed while streaming its response"),
         }
@@ -194,16 +194,6 @@ impl WsgiApp {
 
     fn log(&self, py: Python<'_>, msg: &str, err: PyErr) {
         crate::bridge::log::app_error(py, msg, err.into_value(py).into_bound(py).into_any());
-    }
-}
-
-fn internal_error() -> AppResponse {
-    let resp = response::plain(StatusCode::INTERNAL_SERVER_ERROR, false);
-    let (parts, body) = resp.into_parts();
-    AppResponse {
-        status: parts.status,
-        headers: parts.headers,
-        body,
     }
 }
 
