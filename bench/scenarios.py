@@ -59,10 +59,10 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "download",
             "/download",
-            "FileResponse of 256 KiB (the example has no 1 MB view yet, see bench/README.md): "
-            "wsgi.file_wrapper / large-body path",
+            "FileResponse of 256 KiB: wsgi.file_wrapper / sendfile path",
             ("wsgi", "asgi"),
         ),
+        Scenario("big", "/big", "HttpResponse of 1 MiB built in Python: the large-body path", ("wsgi", "asgi")),
         Scenario("stream", "/stream", "StreamingHttpResponse of 5 small chunks: chunked transfer", ("wsgi",)),
         Scenario(
             "astream",

@@ -175,9 +175,9 @@ SERVERS: dict[str, ServerDef] = {
             "rsgi",
             _rsgi("asgi"),
             notes="rsgi --interface asgi: one event loop per worker (--loop auto: uvloop when installed); "
-            "no websockets or HTTP/2 yet. A build without ASGI support is reported as *not supported yet*. "
-            + LOOP_NOTE,
+            "websockets through tokio-tungstenite; no HTTP/2 yet. " + LOOP_NOTE,
             unsupported=RSGI_NO_ASGI,
+            websocket=True,
         ),
         ServerDef(
             "gunicorn",
