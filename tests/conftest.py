@@ -35,12 +35,22 @@ def free_port() -> int:
 class Server:
     """A running `python -m rsgi` subprocess."""
 
-    def __init__(self, args: list[str], cwd: Path, env: dict[str, str], log_path: Path, port: int | None) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        cwd: Path,
+        env: dict[str, str],
+        log_path: Path,
+        port: int | None,
+        pass_fds: tuple[int, ...] = (),
+    ) -> None:
         self.port = port
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.args = [sys.executable, "-m", "rsgi", *args]
-        self.proc = subprocess.Popen(self.args, cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            self.args, cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT, pass_fds=pass_fds
+        )
 
     @property
     def url(self) -> str:
