@@ -28,11 +28,7 @@ fn start(cfg: ServerConfig) -> (Server, u16) {
             };
             let text = format!("{} {} {}", job.head.method, job.head.uri.path(), len);
             let body = ResponseBody::full(text);
-            let _ = job.reply.send(AppResponse {
-                status: StatusCode::OK,
-                headers: HeaderMap::new(),
-                body,
-            });
+            let _ = job.reply.send(AppResponse { status: StatusCode::OK, headers: HeaderMap::new(), body });
         }
     });
     (server, port)
@@ -66,33 +62,21 @@ fn chunked_bodies_are_read_whole_before_the_app() {
 
 #[test]
 fn bodies_past_the_spool_threshold_go_to_a_file() {
-    let cfg = ServerConfig {
-        body_spool_threshold: 16,
-        ..Default::default()
-    };
+    let cfg = ServerConfig { body_spool_threshold: 16, ..Default::default() };
     let (_server, port) = start(cfg);
     let body = vec![b'x'; 100_000];
-    let mut req = format!(
-        "POST /big HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
+    let mut req =
+        format!("POST /big HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())
+            .into_bytes();
     req.extend_from_slice(&body);
     assert!(exchange(port, &req).ends_with("POST /big 100000"));
 }
 
 #[test]
 fn limits_answer_before_the_app() {
-    let cfg = ServerConfig {
-        max_body_size: 10,
-        limit_request_line: 20,
-        ..Default::default()
-    };
+    let cfg = ServerConfig { max_body_size: 10, limit_request_line: 20, ..Default::default() };
     let (_server, port) = start(cfg);
-    let out = exchange(
-        port,
-        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhello world",
-    );
+    let out = exchange(port, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhello world");
     assert!(out.starts_with("HTTP/1.1 413 "), "{out}");
     let out = exchange(port, b"GET /aaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\nHost: a\r\n\r\n");
     assert!(out.starts_with("HTTP/1.1 414 "), "{out}");
@@ -102,10 +86,7 @@ fn limits_answer_before_the_app() {
 fn graceful_stop_closes_idle_connections() {
     // Idle connections are not cut on a stop (a request may be in flight to us); they end at
     // the keep-alive timeout, kept short here.
-    let cfg = ServerConfig {
-        keepalive: Duration::from_millis(300),
-        ..Default::default()
-    };
+    let cfg = ServerConfig { keepalive: Duration::from_millis(300), ..Default::default() };
     let (server, port) = start(cfg);
     let mut idle = TcpStream::connect(("127.0.0.1", port)).unwrap();
     idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -115,10 +96,7 @@ fn graceful_stop_closes_idle_connections() {
     server.stop(false);
     // The server drains: the idle keep-alive connection is closed, and `done` disconnects.
     let mut rest = Vec::new();
-    assert!(
-        idle.read_to_end(&mut rest).is_ok(),
-        "the idle connection was not closed"
-    );
+    assert!(idle.read_to_end(&mut rest).is_ok(), "the idle connection was not closed");
     let finished = server.done().recv_timeout(Duration::from_secs(5));
     assert_eq!(finished, Err(crossbeam_channel::RecvTimeoutError::Disconnected));
 }

@@ -68,7 +68,7 @@ def _is_asgi2(app: Any) -> bool:
     return len(params) == 1
 
 
-def serve(cfg: Config, sockets: list[socket.socket], app: Any) -> bool:
+def serve(cfg: Config, sockets: list[socket.socket], app: Any, slot: int = 0) -> bool:
     """Run the worker until it has drained. False if the lifespan startup failed."""
     loop = new_loop(cfg.loop)
     asyncio.set_event_loop(loop)
@@ -77,13 +77,14 @@ def serve(cfg: Config, sockets: list[socket.socket], app: Any) -> bool:
     try:
         if not loop.run_until_complete(lifespan.startup()):
             return False
-        worker = Worker(cfg, [s.fileno() for s in sockets], "asgi")
+        worker = Worker(cfg, [s.fileno() for s in sockets], "asgi", slot)
         for s in sockets:
             s.close()
         stopped = loop.create_future()
         state = lifespan.state if lifespan.supported else None
         bridge = worker.asgi_bridge(app, loop, run_http, state, stopped)
         loop.add_reader(bridge.fileno(), bridge.on_wake)
+        _heartbeat(loop, bridge)
         log.info("worker serving %s on %s", cfg.app, type(loop).__module__.split(".")[0])
         loop.run_until_complete(stopped)
         loop.remove_reader(bridge.fileno())
@@ -95,6 +96,12 @@ def serve(cfg: Config, sockets: list[socket.socket], app: Any) -> bool:
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
+
+
+def _heartbeat(loop: asyncio.AbstractEventLoop, bridge: Any) -> None:
+    """Once a second, tell the supervisor the loop is alive (for --timeout)."""
+    bridge.heartbeat()
+    loop.call_later(1.0, _heartbeat, loop, bridge)
 
 
 def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:

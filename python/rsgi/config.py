@@ -164,6 +164,33 @@ class Config:
     server_header: bool = setting(True, "Send 'Server: rsgi'.", ("--server-header",), negative="--no-server-header")
     date_header: bool = setting(True, "Send a Date header.", ("--date-header",), negative="--no-date-header")
 
+    # Recycling and watchdog (read by the supervisor from the shared scoreboard)
+    timeout: float = setting(
+        30.0,
+        "Kill a worker busy with one request for longer than this (for ASGI: an event loop blocked this long); "
+        "0 disables.",
+        ("-t", "--timeout"),
+    )
+    max_requests: int = setting(
+        0,
+        "Replace a worker after it has served this many requests (0: never).",
+        ("--max-requests", "--limit-max-requests"),
+    )
+    max_requests_jitter: int = setting(
+        0,
+        "Add a random 0..N to --max-requests per worker, so workers don't all restart at once.",
+        ("--max-requests-jitter", "--limit-max-requests-jitter"),
+    )
+    max_worker_memory: int = setting(
+        0,
+        "Replace a worker whose resident memory exceeds this many MB, after it finishes its requests (0: off).",
+        ("--max-worker-memory",),
+    )
+    user: str = setting("", "Workers switch to this user (name or uid) after the sockets are bound.", ("-u", "--user"))
+    group: str = setting("", "Workers switch to this group (name or gid).", ("-g", "--group"))
+    umask: str = setting("", "File mode creation mask, octal (e.g. 027).", ("-m", "--umask"))
+    pid: str = setting("", "Write the supervisor's pid to this file (removed at exit).", ("-p", "--pid"))
+
     # Lifecycle and logging
     log_level: str = setting(
         "info",
@@ -179,20 +206,6 @@ class Config:
     # Accepted so that existing gunicorn/uvicorn command lines and config files keep working, but
     # not acted on yet (process-manager and edge features land in later releases). Setting one
     # logs a warning at startup; nothing is silently ignored.
-    timeout: float = setting(30.0, "Kill a worker stuck this long in one request.", ("-t", "--timeout"), pending=True)
-    max_requests: int = setting(
-        0, "Recycle a worker after this many requests.", ("--max-requests", "--limit-max-requests"), pending=True
-    )
-    max_requests_jitter: int = setting(
-        0,
-        "Random extra requests before recycling.",
-        ("--max-requests-jitter", "--limit-max-requests-jitter"),
-        pending=True,
-    )
-    user: str = setting("", "Switch to this user after binding.", ("-u", "--user"), pending=True)
-    group: str = setting("", "Switch to this group after binding.", ("-g", "--group"), pending=True)
-    umask: str = setting("", "File mode creation mask.", ("-m", "--umask"), pending=True)
-    pid: str = setting("", "Write the supervisor's pid to this file.", ("-p", "--pid"), pending=True)
     reload: bool = setting(False, "Restart workers when code changes.", ("--reload",), pending=True)
     access_logfile: str = setting(
         "", "Access log file ('-' is stdout).", ("--access-logfile",), conf=("accesslog",), pending=True

@@ -7,6 +7,7 @@ import contextlib
 import errno
 import logging
 import os
+import random
 import select
 import signal
 import socket
@@ -19,6 +20,7 @@ from typing import Any
 from . import logs, sockets, worker
 from .config import Config
 from .importer import AppLoadError, load, prepare_path
+from .scoreboard import Scoreboard, rss_mb
 
 log = logging.getLogger("rsgi.supervisor")
 
@@ -33,7 +35,14 @@ KILL_SLACK = 5.0
 @dataclass
 class Child:
     pid: int
+    slot: int | None = None
+    # Requests after which this worker is recycled (--max-requests plus its own jitter); 0: never.
+    max_requests: int = 0
     started: float = field(default_factory=time.monotonic)
+    # Asked to finish and exit (recycling, HUP, scale-down): not counted as a live worker.
+    retiring: bool = False
+    # When --timeout sent SIGABRT (SIGKILL follows if it is still there KILL_SLACK later).
+    aborted: float | None = None
 
 
 class Supervisor:
@@ -50,12 +59,15 @@ class Supervisor:
         self.next_spawn = 0.0
         self.pending: list[int] = []
         self.wake_r, self.wake_w = -1, -1
+        self.scoreboard = Scoreboard()
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def run(self) -> int:
         cfg = self.cfg
         logs.setup(cfg.log_level, cfg.error_log)
+        if cfg.umask:
+            os.umask(int(cfg.umask, 8))
         for name in cfg.pending_settings():
             log.warning("%s is accepted for compatibility but not implemented yet; it has no effect", name)
         prepare_path(cfg)
@@ -78,6 +90,9 @@ class Supervisor:
                 return worker.EXIT_BOOT_ERROR
         self._install_signals()
         logs.set_title("supervisor", cfg.proc_name or cfg.app)
+        if cfg.pid:
+            with open(cfg.pid, "w") as f:
+                f.write(f"{os.getpid()}\n")
         log.info("rsgi %s starting %d worker%s", _version(), self.target, "s"[: self.target != 1])
         try:
             while self.children or self.stopping is None:
@@ -85,11 +100,12 @@ class Supervisor:
                 self._wait(self._timeout())
                 self._handle_signals()
                 self._reap()
+                self._watch()
                 self._enforce_deadline()
         finally:
             for s in self.sockets:
                 s.close()
-            for path in self.unix_paths:
+            for path in [*self.unix_paths, *([cfg.pid] if cfg.pid else [])]:
                 with contextlib.suppress(OSError):
                     os.unlink(path)
         log.info("stopped")
@@ -118,25 +134,71 @@ class Supervisor:
     def _spawn_missing(self) -> None:
         if self.stopping is not None:
             return
-        while len(self.children) < self.target and time.monotonic() >= self.next_spawn:
-            self._spawn()
-        while len(self.children) > self.target:
-            oldest = min(self.children.values(), key=lambda c: c.started)
-            self._kill(oldest.pid, signal.SIGTERM)
-            self.children.pop(oldest.pid)  # reaped later without being replaced
+        active = [c for c in self.children.values() if not c.retiring]
+        while len(active) < self.target and time.monotonic() >= self.next_spawn:
+            active.append(self._spawn())
+        for oldest in sorted(active, key=lambda c: c.started)[: max(0, len(active) - self.target)]:
+            self._retire(oldest, "fewer workers wanted")
 
-    def _spawn(self) -> None:
+    def _retire(self, child: Child, why: str) -> None:
+        """Let a worker finish its requests and exit; a replacement starts at once."""
+        log.info("retiring worker %d: %s", child.pid, why)
+        child.retiring = True
+        self._kill(child.pid, signal.SIGTERM)
+
+    def _watch(self) -> None:
+        """--max-requests, --max-worker-memory and --timeout, from the scoreboard and /proc."""
+        cfg, now = self.cfg, time.monotonic()
+        for child in list(self.children.values()):
+            if child.slot is None:
+                continue
+            if child.aborted is not None:
+                if now - child.aborted > KILL_SLACK:
+                    self._kill(child.pid, signal.SIGKILL)
+                continue
+            if cfg.timeout > 0:
+                stuck = [
+                    (since, line)
+                    for since, line in self.scoreboard.busy(child.slot, cfg.threads)
+                    if now - since > cfg.timeout
+                ]
+                if stuck:
+                    since, line = min(stuck)
+                    log.error(
+                        "worker %d timed out: busy %.1fs with %s (--timeout %gs); killing it",
+                        child.pid,
+                        now - since,
+                        line,
+                        cfg.timeout,
+                    )
+                    child.aborted = now
+                    # SIGABRT first: faulthandler prints where every thread of the worker is stuck.
+                    self._kill(child.pid, signal.SIGABRT)
+                    continue
+            if child.retiring or self.stopping is not None:
+                continue
+            if child.max_requests and self.scoreboard.requests(child.slot) >= child.max_requests:
+                self._retire(child, f"served {child.max_requests} requests (--max-requests)")
+            elif cfg.max_worker_memory and (mb := rss_mb(child.pid)) > cfg.max_worker_memory:
+                self._retire(child, f"uses {mb:.0f} MB (--max-worker-memory {cfg.max_worker_memory})")
+
+    def _spawn(self) -> Child:
+        slot = self.scoreboard.take()
+        limit = 0
+        if self.cfg.max_requests > 0:
+            limit = self.cfg.max_requests + random.randint(0, max(0, self.cfg.max_requests_jitter))
         pid = os.fork()
         if pid:
-            self.children[pid] = Child(pid)
-            return
+            child = self.children[pid] = Child(pid, slot, limit)
+            return child
         # In the child: never return into the supervisor's loop.
         code = 1
         try:
             os.close(self.wake_r)
             os.close(self.wake_w)
             signal.set_wakeup_fd(-1)
-            code = worker.run(self.cfg, self.sockets, self.app, os.getppid())
+            address = self.scoreboard.address(slot)
+            code = worker.run(self.cfg, self.sockets, self.app, os.getppid(), address)
         except BaseException:
             traceback.print_exc()
         finally:
@@ -153,7 +215,11 @@ class Supervisor:
                 return
             child = self.children.pop(pid, None)
             code = os.waitstatus_to_exitcode(status)
+            if child is not None and child.slot is not None:
+                self.scoreboard.give_back(child.slot)
             if self.stopping is not None or child is None:
+                continue
+            if child.retiring and code == 0:
                 continue
             lived = time.monotonic() - child.started
             if code == worker.EXIT_BOOT_ERROR:
@@ -216,10 +282,9 @@ class Supervisor:
             elif sig == signal.SIGHUP and self.stopping is None:
                 # Replace every worker; each finishes its in-flight requests first.
                 log.info("SIGHUP: replacing workers")
-                old = list(self.children)
-                for pid in old:
-                    self._kill(pid, signal.SIGTERM)
-                    self.children.pop(pid)
+                for child in list(self.children.values()):
+                    if not child.retiring:
+                        self._retire(child, "SIGHUP")
             elif sig == signal.SIGTTIN and self.stopping is None:
                 self.target += 1
                 log.info("SIGTTIN: %d workers", self.target)
@@ -228,7 +293,8 @@ class Supervisor:
                 log.info("SIGTTOU: %d workers", self.target)
 
     def _timeout(self) -> float:
-        if self.stopping is None and len(self.children) < self.target:
+        active = sum(1 for c in self.children.values() if not c.retiring)
+        if self.stopping is None and active < self.target:
             return max(0.0, self.next_spawn - time.monotonic())
         return 1.0
 

@@ -4,8 +4,11 @@ sockets, and lend this process's Python thread(s) to the app until the core has 
 from __future__ import annotations
 
 import ctypes
+import faulthandler
+import grp
 import logging
 import os
+import pwd
 import signal
 import socket
 import sys
@@ -83,10 +86,31 @@ def base_environ(cfg: Config) -> dict[str, Any]:
     }
 
 
-def run(cfg: Config, sockets: list[socket.socket], app: Any, parent: int) -> int:
-    """The body of a worker process; returns its exit code."""
+def drop_privileges(cfg: Config) -> None:
+    """--user/--group: switch after the supervisor bound the sockets (as gunicorn's workers do)."""
+    if cfg.group:
+        gid = int(cfg.group) if cfg.group.isdigit() else grp.getgrnam(cfg.group).gr_gid
+        os.setgid(gid)
+    if cfg.user:
+        pw = pwd.getpwuid(int(cfg.user)) if cfg.user.isdigit() else pwd.getpwnam(cfg.user)
+        if not cfg.group:
+            os.setgid(pw.pw_gid)
+        os.initgroups(pw.pw_name, os.getgid())
+        os.setuid(pw.pw_uid)
+
+
+def run(cfg: Config, sockets: list[socket.socket], app: Any, parent: int, slot: int = 0) -> int:
+    """The body of a worker process; returns its exit code. `slot` is the address of its
+    scoreboard slot (0: none)."""
     prepare_signals()
     die_with_parent(parent)
+    # On SIGABRT (sent by --timeout) and fatal signals, print every thread's Python stack.
+    faulthandler.enable()
+    try:
+        drop_privileges(cfg)
+    except (KeyError, PermissionError, OSError) as e:
+        log.error("could not switch to user %r / group %r: %s", cfg.user, cfg.group, e)
+        return EXIT_BOOT_ERROR
     logs.set_title("worker", cfg.proc_name or cfg.app)
     if cfg.switch_interval > 0:
         sys.setswitchinterval(cfg.switch_interval)
@@ -105,16 +129,16 @@ def run(cfg: Config, sockets: list[socket.socket], app: Any, parent: int) -> int
     if interface == "asgi":
         from . import asgi
 
-        return EXIT_OK if asgi.serve(cfg, sockets, app) else EXIT_BOOT_ERROR
+        return EXIT_OK if asgi.serve(cfg, sockets, app, slot) else EXIT_BOOT_ERROR
 
-    worker = Worker(cfg, [s.fileno() for s in sockets])
+    worker = Worker(cfg, [s.fileno() for s in sockets], "wsgi", slot)
     # The core holds its own duplicates; closing ours means a stopping worker really stops
     # listening once the core drops them (new connections are refused, not left hanging).
     for s in sockets:
         s.close()
     environ = base_environ(cfg)
     extra = [
-        threading.Thread(target=worker.run_wsgi, args=(app, environ), name=f"rsgi-app-{i}", daemon=True)
+        threading.Thread(target=worker.run_wsgi, args=(app, environ, i), name=f"rsgi-app-{i}", daemon=True)
         for i in range(1, cfg.threads)
     ]
     for t in extra:

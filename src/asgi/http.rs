@@ -69,10 +69,7 @@ impl Resolve for SendReady {
 
 /// Resolves an asyncio future unless the app already cancelled it.
 pub(super) fn set_result(py: Python<'_>, fut: &Bound<'_, PyAny>, value: Bound<'_, PyAny>) {
-    let pending = fut
-        .call_method0(intern!(py, "done"))
-        .and_then(|d| d.is_truthy())
-        .map(|done| !done);
+    let pending = fut.call_method0(intern!(py, "done")).and_then(|d| d.is_truthy()).map(|done| !done);
     if let Ok(true) = pending {
         if let Err(e) = fut.call_method1(intern!(py, "set_result"), (value,)) {
             e.print(py);
@@ -99,18 +96,8 @@ impl HttpProtocol {
         reply: oneshot::Sender<AppResponse>,
         closed: Arc<Closed>,
     ) -> Self {
-        let inner = Inner {
-            body: Some(body),
-            reply: Some(reply),
-            ..Default::default()
-        };
-        Self {
-            state: Arc::new(HttpState {
-                closed,
-                inner: Mutex::new(inner),
-            }),
-            ctx,
-        }
+        let inner = Inner { body: Some(body), reply: Some(reply), ..Default::default() };
+        Self { state: Arc::new(HttpState { closed, inner: Mutex::new(inner) }), ctx }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -181,9 +168,7 @@ impl HttpProtocol {
     }
 
     fn send<'py>(&self, py: Python<'py>, message: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        let message = message
-            .cast::<PyDict>()
-            .map_err(|_| PyTypeError::new_err("ASGI messages are dicts"))?;
+        let message = message.cast::<PyDict>().map_err(|_| PyTypeError::new_err("ASGI messages are dicts"))?;
         let kind: String = required(message, "type")?.extract()?;
         let mut inner = self.lock();
         match kind.as_str() {
@@ -203,15 +188,11 @@ impl HttpProtocol {
             }
             "http.response.body" => {
                 if inner.complete {
-                    return Err(PyRuntimeError::new_err(
-                        "http.response.body sent after the response was complete",
-                    ));
+                    return Err(PyRuntimeError::new_err("http.response.body sent after the response was complete"));
                 }
                 let data = match message.get_item(intern!(py, "body"))? {
                     Some(b) => Bytes::copy_from_slice(
-                        b.cast::<PyBytes>()
-                            .map_err(|_| PyTypeError::new_err("body must be bytes"))?
-                            .as_bytes(),
+                        b.cast::<PyBytes>().map_err(|_| PyTypeError::new_err("body must be bytes"))?.as_bytes(),
                     ),
                     None => Bytes::new(),
                 };
@@ -224,37 +205,20 @@ impl HttpProtocol {
                         inner.stream = None; // dropping the sender ends the body
                         inner.complete = true;
                     }
-                    return if data.is_empty() {
-                        done(py)
-                    } else {
-                        self.push(py, &mut inner, &tx, data)
-                    };
+                    return if data.is_empty() { done(py) } else { self.push(py, &mut inner, &tx, data) };
                 }
                 let Some((status, mut headers)) = inner.start.take() else {
-                    return Err(PyRuntimeError::new_err(
-                        "http.response.body sent before http.response.start",
-                    ));
+                    return Err(PyRuntimeError::new_err("http.response.body sent before http.response.start"));
                 };
                 let reply = inner.reply.take().expect("a started response has its reply slot");
                 if !more {
                     inner.complete = true;
                     set_length(&mut headers, data.len());
-                    let _ = reply.send(AppResponse {
-                        status,
-                        headers,
-                        body: ResponseBody::full(data),
-                    });
+                    let _ = reply.send(AppResponse { status, headers, body: ResponseBody::full(data) });
                     return done(py);
                 }
                 let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-                if reply
-                    .send(AppResponse {
-                        status,
-                        headers,
-                        body: ResponseBody::stream(rx),
-                    })
-                    .is_err()
-                {
+                if reply.send(AppResponse { status, headers, body: ResponseBody::stream(rx) }).is_err() {
                     inner.complete = true; // the client is gone; later sends are no-ops
                     return done(py);
                 }
@@ -268,28 +232,20 @@ impl HttpProtocol {
             "http.response.pathsend" => {
                 let path: String = required(message, "path")?.extract()?;
                 let Some((status, mut headers)) = inner.start.take() else {
-                    return Err(PyRuntimeError::new_err(
-                        "http.response.pathsend sent before http.response.start",
-                    ));
+                    return Err(PyRuntimeError::new_err("http.response.pathsend sent before http.response.start"));
                 };
                 let file = std::fs::File::open(&path)?;
                 let len = file.metadata()?.len();
                 headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
                 inner.complete = true;
                 if let Some(reply) = inner.reply.take() {
-                    let _ = reply.send(AppResponse {
-                        status,
-                        headers,
-                        body: ResponseBody::file(file, len),
-                    });
+                    let _ = reply.send(AppResponse { status, headers, body: ResponseBody::file(file, len) });
                 }
                 done(py)
             }
             // Trailers are not advertised in `extensions`; accept and drop them.
             "http.response.trailers" => done(py),
-            other => Err(PyValueError::new_err(format!(
-                "unexpected ASGI message type {other:?} for http"
-            ))),
+            other => Err(PyValueError::new_err(format!("unexpected ASGI message type {other:?} for http"))),
         }
     }
 
@@ -320,9 +276,7 @@ impl HttpProtocol {
         } else if let Some(tx) = stream {
             // The headers are out: abort the connection so a cut-off body can't pass as whole.
             self.ctx.runtime.spawn(async move {
-                let _ = tx
-                    .send(Err(std::io::Error::other("the ASGI app failed mid-response")))
-                    .await;
+                let _ = tx.send(Err(std::io::Error::other("the ASGI app failed mid-response"))).await;
             });
         }
     }
@@ -336,9 +290,7 @@ pub(super) fn is_cancelled(py: Python<'_>, exc: &Bound<'_, PyAny>) -> bool {
 }
 
 pub(super) fn required<'py>(message: &Bound<'py, PyDict>, key: &str) -> PyResult<Bound<'py, PyAny>> {
-    message
-        .get_item(key)?
-        .ok_or_else(|| PyValueError::new_err(format!("ASGI message without {key:?}")))
+    message.get_item(key)?.ok_or_else(|| PyValueError::new_err(format!("ASGI message without {key:?}")))
 }
 
 /// `[(name, value), ...]` of bytes. Names are validated and values refused if they contain

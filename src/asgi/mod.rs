@@ -14,6 +14,7 @@ use pyo3::types::PyDict;
 use crate::bridge::event_loop::{LoopEvent, LoopQueue};
 use crate::bridge::log;
 use crate::http::app::Job;
+use crate::server::scoreboard::Slot;
 
 use scope::ScopeBuilder;
 
@@ -65,6 +66,7 @@ pub struct AsgiBridge {
     create_task: Py<PyAny>,
     /// Resolved when the server has drained.
     stopped: Py<PyAny>,
+    slot: Slot,
 }
 
 impl AsgiBridge {
@@ -79,12 +81,9 @@ impl AsgiBridge {
         state: Option<Bound<'_, PyDict>>,
         stopped: Py<PyAny>,
         root_path: &str,
+        slot: Slot,
     ) -> PyResult<Self> {
-        let ctx = AsgiContext {
-            queue,
-            runtime,
-            create_future: event_loop.getattr("create_future")?.unbind(),
-        };
+        let ctx = AsgiContext { queue, runtime, create_future: event_loop.getattr("create_future")?.unbind() };
         Ok(Self {
             ctx: Arc::new(ctx),
             app,
@@ -92,18 +91,13 @@ impl AsgiBridge {
             run_http,
             create_task: event_loop.getattr("create_task")?.unbind(),
             stopped,
+            slot,
         })
     }
 
     fn start(&self, py: Python<'_>, job: Job) {
-        let Job {
-            head,
-            body,
-            reply,
-            closed,
-            ws,
-            ..
-        } = job;
+        let Job { head, body, reply, closed, ws, .. } = job;
+        self.slot.request_done();
         if closed.is_closed() {
             return; // the client left while the request was queued
         }
@@ -140,6 +134,12 @@ impl AsgiBridge {
 impl AsgiBridge {
     fn fileno(&self) -> i32 {
         self.ctx.queue.fd()
+    }
+
+    /// Called by the loop every second: a loop blocked by the app stops calling it, which is
+    /// what `--timeout` detects for ASGI workers.
+    fn heartbeat(&self) {
+        self.slot.heartbeat("(event loop)");
     }
 
     /// Drains every queued event: starts new requests, wakes waiting receive()/send() calls.

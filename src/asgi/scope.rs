@@ -62,13 +62,7 @@ impl ScopeBuilder {
         if kind == "websocket" {
             let protocols = PyList::empty(py);
             for v in head.headers.get_all(http::header::SEC_WEBSOCKET_PROTOCOL) {
-                for p in v
-                    .to_str()
-                    .unwrap_or("")
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|p| !p.is_empty())
-                {
+                for p in v.to_str().unwrap_or("").split(',').map(str::trim).filter(|p| !p.is_empty()) {
                     protocols.append(p)?;
                 }
             }
@@ -86,13 +80,7 @@ impl ScopeBuilder {
 fn headers<'py>(py: Python<'py>, head: &RequestHead) -> PyResult<Bound<'py, PyList>> {
     let list = PyList::empty(py);
     for (name, value) in head.headers.iter() {
-        let pair = PyTuple::new(
-            py,
-            [
-                PyBytes::new(py, name.as_str().as_bytes()),
-                PyBytes::new(py, value.as_bytes()),
-            ],
-        )?;
+        let pair = PyTuple::new(py, [PyBytes::new(py, name.as_str().as_bytes()), PyBytes::new(py, value.as_bytes())])?;
         list.append(pair)?;
     }
     if !head.headers.contains_key(http::header::HOST) {

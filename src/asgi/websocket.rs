@@ -100,18 +100,8 @@ pub struct WebSocketProtocol {
 
 impl WebSocketProtocol {
     pub fn new(ctx: Arc<AsgiContext>, conn: Arc<WsConn>, reply: oneshot::Sender<AppResponse>, accept: String) -> Self {
-        let inner = Inner {
-            reply: Some(reply),
-            accept,
-            ..Default::default()
-        };
-        Self {
-            state: Arc::new(WsState {
-                conn,
-                inner: Mutex::new(inner),
-            }),
-            ctx,
-        }
+        let inner = Inner { reply: Some(reply), accept, ..Default::default() };
+        Self { state: Arc::new(WsState { conn, inner: Mutex::new(inner) }), ctx }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -165,9 +155,7 @@ impl WebSocketProtocol {
     }
 
     fn send<'py>(&self, py: Python<'py>, message: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        let message = message
-            .cast::<PyDict>()
-            .map_err(|_| PyTypeError::new_err("ASGI messages are dicts"))?;
+        let message = message.cast::<PyDict>().map_err(|_| PyTypeError::new_err("ASGI messages are dicts"))?;
         let kind: String = required(message, "type")?.extract()?;
         let mut inner = self.lock();
         match kind.as_str() {
@@ -207,9 +195,7 @@ impl WebSocketProtocol {
                 let m = match (text, bytes) {
                     (Some(t), _) => Message::text(t.extract::<String>()?),
                     (None, Some(b)) => {
-                        let b = b
-                            .cast::<PyBytes>()
-                            .map_err(|_| PyTypeError::new_err("bytes must be bytes"))?;
+                        let b = b.cast::<PyBytes>().map_err(|_| PyTypeError::new_err("bytes must be bytes"))?;
                         Message::binary(Bytes::copy_from_slice(b.as_bytes()))
                     }
                     (None, None) => return Err(PyValueError::new_err("websocket.send needs text or bytes")),
@@ -262,9 +248,7 @@ impl WebSocketProtocol {
                 if let Some(b) = message.get_item(intern!(py, "body"))? {
                     inner.denial_body.extend_from_slice(b.cast::<PyBytes>()?.as_bytes());
                 }
-                let more = message
-                    .get_item(intern!(py, "more_body"))?
-                    .map_or(Ok(false), |m| m.is_truthy())?;
+                let more = message.get_item(intern!(py, "more_body"))?.map_or(Ok(false), |m| m.is_truthy())?;
                 if more {
                     return done(py); // denial bodies are small: collected, then sent whole
                 }
@@ -275,9 +259,7 @@ impl WebSocketProtocol {
                 Self::reply(&mut inner, AppResponse::new(status, headers, ResponseBody::full(data)));
                 done(py)
             }
-            other => Err(PyValueError::new_err(format!(
-                "unexpected ASGI message type {other:?} for websocket"
-            ))),
+            other => Err(PyValueError::new_err(format!("unexpected ASGI message type {other:?} for websocket"))),
         }
     }
 
@@ -296,20 +278,12 @@ impl WebSocketProtocol {
         }
         if let Some(reply) = reply {
             // Never accepted: 500 if it failed, else 403 (the app chose not to accept).
-            let status = if failed {
-                StatusCode::INTERNAL_SERVER_ERROR
-            } else {
-                StatusCode::FORBIDDEN
-            };
+            let status = if failed { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::FORBIDDEN };
             let _ = reply.send(AppResponse::error(status));
         } else if accepted && !closed {
             // 1011: the server hit an unexpected condition; 1000 if the app just returned.
             let code = if failed { 1011 } else { 1000 };
-            let _ = self
-                .state
-                .conn
-                .out
-                .try_send(Message::Close(Some(close_frame(code, ""))));
+            let _ = self.state.conn.out.try_send(Message::Close(Some(close_frame(code, ""))));
         }
     }
 }

@@ -38,9 +38,7 @@ impl Ready {
 
     #[pyo3(signature = (*_args))]
     fn throw(&mut self, _args: Bound<'_, pyo3::types::PyTuple>) -> PyResult<Py<PyAny>> {
-        Err(pyo3::exceptions::PyRuntimeError::new_err(
-            "cannot throw into a completed awaitable",
-        ))
+        Err(pyo3::exceptions::PyRuntimeError::new_err("cannot throw into a completed awaitable"))
     }
 
     fn close(&mut self) {

@@ -52,12 +52,7 @@ impl LoopQueue {
         let (tx, rx) = crossbeam_channel::unbounded();
         // SAFETY: `fd` is a fresh descriptor owned by nobody else.
         let efd = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(Arc::new(Self {
-            tx,
-            rx,
-            signalled: AtomicBool::new(false),
-            efd,
-        }))
+        Ok(Arc::new(Self { tx, rx, signalled: AtomicBool::new(false), efd }))
     }
 
     /// The descriptor the event loop watches for readability.

@@ -9,9 +9,7 @@ use pyo3::types::PyDict;
 /// broken the exception is printed to stderr instead.
 pub fn app_error(py: Python<'_>, msg: &str, exc: Bound<'_, PyAny>) {
     let logged = (|| -> PyResult<()> {
-        let logger = py
-            .import("logging")?
-            .call_method1(intern!(py, "getLogger"), ("rsgi.error",))?;
+        let logger = py.import("logging")?.call_method1(intern!(py, "getLogger"), ("rsgi.error",))?;
         let kwargs = PyDict::new(py);
         kwargs.set_item(intern!(py, "exc_info"), &exc)?;
         logger.call_method(intern!(py, "error"), (msg,), Some(&kwargs))?;

@@ -22,11 +22,19 @@ use crossbeam_channel::{select, Receiver, TryRecvError};
 use pyo3::Python;
 
 use crate::http::app::{Job, JobReceiver};
+use crate::server::scoreboard::Slot;
 
 /// Runs `handle` for every queued job on the calling (attached) Python thread until the server
 /// has finished draining (`done` disconnects). While jobs are queued they are taken without
 /// releasing the GIL; the GIL is released only to block on an empty queue.
-pub fn serve_jobs(py: Python<'_>, jobs: &JobReceiver, done: &Receiver<()>, mut handle: impl FnMut(Python<'_>, Job)) {
+pub fn serve_jobs(
+    py: Python<'_>,
+    jobs: &JobReceiver,
+    done: &Receiver<()>,
+    slot: (Slot, usize),
+    mut handle: impl FnMut(Python<'_>, Job),
+) {
+    let (slot, thread) = slot;
     loop {
         let job = match jobs.try_recv() {
             Ok(job) => job,
@@ -48,6 +56,9 @@ pub fn serve_jobs(py: Python<'_>, jobs: &JobReceiver, done: &Receiver<()>, mut h
         if job.reply.is_closed() {
             continue;
         }
+        slot.busy(thread, &format!("{} {}", job.head.method, job.head.uri));
         handle(py, job);
+        slot.idle(thread);
+        slot.request_done();
     }
 }

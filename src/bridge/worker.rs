@@ -14,6 +14,7 @@ use crate::asgi::AsgiBridge;
 use crate::bridge::event_loop::LoopQueue;
 use crate::config::ServerConfig;
 use crate::http::app::{AppQueue, JobReceiver, ThreadQueue};
+use crate::server::scoreboard::Slot;
 use crate::server::Server;
 use crate::wsgi::handler::WsgiApp;
 
@@ -26,6 +27,7 @@ pub struct Worker {
     loop_queue: Option<Arc<LoopQueue>>,
     done: crossbeam_channel::Receiver<()>,
     root_path: String,
+    slot: Slot,
 }
 
 #[pymethods]
@@ -34,8 +36,9 @@ impl Worker {
     /// Requests queue until a Python thread calls `run_wsgi`.
     /// `interface` is "wsgi" (Python threads take jobs) or "asgi" (an event loop does).
     #[new]
-    #[pyo3(signature = (config, fds, interface = "wsgi"))]
-    fn new(config: ServerConfig, fds: Vec<i32>, interface: &str) -> PyResult<Self> {
+    /// `slot` is the address of this worker's scoreboard slot (see `server::scoreboard`), 0 for none.
+    #[pyo3(signature = (config, fds, interface = "wsgi", slot = 0))]
+    fn new(config: ServerConfig, fds: Vec<i32>, interface: &str, slot: usize) -> PyResult<Self> {
         let root_path = config.root_path.clone();
         let os_err = |e: std::io::Error| PyOSError::new_err(e.to_string());
         let (queue, jobs, loop_queue): (AppQueue, _, _) = match interface {
@@ -51,25 +54,18 @@ impl Worker {
         };
         let server = Server::start(config, &fds, queue).map_err(os_err)?;
         let done = server.done().clone();
-        Ok(Self {
-            server: Mutex::new(server),
-            jobs,
-            loop_queue,
-            done,
-            root_path,
-        })
+        Ok(Self { server: Mutex::new(server), jobs, loop_queue, done, root_path, slot: Slot::new(slot) })
     }
 
     /// Serves WSGI requests on the calling thread until the worker has stopped. Call it from
     /// the main thread, and from `threads - 1` extra `threading.Thread`s for `--threads N`.
-    fn run_wsgi(&self, py: Python<'_>, app: Py<PyAny>, base_environ: Bound<'_, PyDict>) -> PyResult<()> {
+    /// `thread` numbers the calling thread (0 for the main one) in the scoreboard.
+    #[pyo3(signature = (app, base_environ, thread = 0))]
+    fn run_wsgi(&self, py: Python<'_>, app: Py<PyAny>, base_environ: Bound<'_, PyDict>, thread: usize) -> PyResult<()> {
         // Each thread gets its own copy of the constants, so threads share no mutable state.
-        let jobs = self
-            .jobs
-            .as_ref()
-            .ok_or_else(|| PyValueError::new_err("this worker serves ASGI"))?;
+        let jobs = self.jobs.as_ref().ok_or_else(|| PyValueError::new_err("this worker serves ASGI"))?;
         let mut wsgi = WsgiApp::new(py, app, base_environ.copy()?, self.root_path.clone())?;
-        crate::bridge::serve_jobs(py, jobs, &self.done, |py, job| wsgi.handle(py, job));
+        crate::bridge::serve_jobs(py, jobs, &self.done, (self.slot, thread), |py, job| wsgi.handle(py, job));
         Ok(())
     }
 
@@ -85,22 +81,9 @@ impl Worker {
         state: Option<Bound<'_, PyDict>>,
         stopped: Py<PyAny>,
     ) -> PyResult<AsgiBridge> {
-        let queue = self
-            .loop_queue
-            .clone()
-            .ok_or_else(|| PyValueError::new_err("this worker serves WSGI"))?;
+        let queue = self.loop_queue.clone().ok_or_else(|| PyValueError::new_err("this worker serves WSGI"))?;
         let runtime = self.server.lock().expect("server lock").handle();
-        AsgiBridge::new(
-            py,
-            queue,
-            runtime,
-            app,
-            &event_loop,
-            run_http,
-            state,
-            stopped,
-            &self.root_path,
-        )
+        AsgiBridge::new(py, queue, runtime, app, &event_loop, run_http, state, stopped, &self.root_path, self.slot)
     }
 
     /// Starts a graceful stop (as SIGTERM does), or a fast one.

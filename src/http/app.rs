@@ -39,11 +39,7 @@ impl AppResponse {
     /// The core's own short reply for an app that failed (500) or refused (403).
     pub fn error(status: StatusCode) -> Self {
         let (parts, body) = super::response::plain(status, false).into_parts();
-        Self {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        }
+        Self { status: parts.status, headers: parts.headers, body }
     }
 }
 

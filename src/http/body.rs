@@ -54,9 +54,7 @@ pub async fn collect(mut body: Incoming, cfg: &ServerConfig) -> Result<RequestBo
             file.write_all(&data).map_err(BodyError::Spool)?;
         } else if mem.len() + data.len() > spool_threshold {
             let mut file = tempfile::tempfile().map_err(BodyError::Spool)?;
-            file.write_all(&mem)
-                .and_then(|_| file.write_all(&data))
-                .map_err(BodyError::Spool)?;
+            file.write_all(&mem).and_then(|_| file.write_all(&data)).map_err(BodyError::Spool)?;
             mem.clear();
             spool = Some(file);
         } else if mem.is_empty() && body.is_end_stream() {
@@ -91,10 +89,7 @@ enum Kind {
     /// Chunks pushed by the app's thread or event loop; bounded for backpressure.
     Stream(mpsc::Receiver<Chunk>),
     /// A file sent by tokio without Python reading it (`wsgi.file_wrapper`); `remaining` caps it.
-    File {
-        reader: ReaderStream<tokio::io::Take<tokio::fs::File>>,
-        remaining: u64,
-    },
+    File { reader: ReaderStream<tokio::io::Take<tokio::fs::File>>, remaining: u64 },
 }
 
 impl ResponseBody {
@@ -114,10 +109,7 @@ impl ResponseBody {
     pub fn file(file: std::fs::File, len: u64) -> Self {
         use tokio::io::AsyncReadExt;
         let take = tokio::fs::File::from_std(file).take(len);
-        Self::from(Kind::File {
-            reader: ReaderStream::with_capacity(take, 256 * 1024),
-            remaining: len,
-        })
+        Self::from(Kind::File { reader: ReaderStream::with_capacity(take, 256 * 1024), remaining: len })
     }
 
     /// Keeps `guard` alive as long as hyper holds the body.

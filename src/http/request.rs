@@ -34,13 +34,7 @@ pub struct RequestHead {
 
 impl RequestHead {
     pub fn new(parts: http::request::Parts, conn: std::sync::Arc<ConnInfo>) -> Self {
-        Self {
-            method: parts.method,
-            uri: parts.uri,
-            version: parts.version,
-            headers: parts.headers,
-            conn,
-        }
+        Self { method: parts.method, uri: parts.uri, version: parts.version, headers: parts.headers, conn }
     }
 }
 

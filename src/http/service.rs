@@ -68,14 +68,7 @@ pub async fn handle(req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<ConnI
     let closed = Arc::new(Closed::default());
     // Until the response exists this future holds the guard; then its body does (below).
     let guard = CloseOnDrop(closed.clone());
-    let job = Job {
-        head,
-        body,
-        reply,
-        queued_at: Instant::now(),
-        closed,
-        ws: None,
-    };
+    let job = Job { head, body, reply, queued_at: Instant::now(), closed, ws: None };
     if !shared.queue.submit(job) {
         return finish(response::plain(StatusCode::SERVICE_UNAVAILABLE, true), &shared);
     }
@@ -102,14 +95,7 @@ async fn upgrade(mut req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<Conn
     let (reply, answer) = oneshot::channel();
     let closed = Arc::new(Closed::default());
     let body = RequestBody::Memory(Default::default());
-    let job = Job {
-        head,
-        body,
-        reply,
-        queued_at: Instant::now(),
-        closed,
-        ws: Some(ws.clone()),
-    };
+    let job = Job { head, body, reply, queued_at: Instant::now(), closed, ws: Some(ws.clone()) };
     if !shared.queue.submit(job) {
         return finish(response::plain(StatusCode::SERVICE_UNAVAILABLE, true), &shared);
     }
@@ -164,10 +150,7 @@ fn check_head(req: &Request<Incoming>, cfg: &ServerConfig) -> Option<StatusCode>
     if headers.len() > cfg.limit_request_fields {
         return Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
     }
-    if headers
-        .iter()
-        .any(|(n, v)| n.as_str().len() + v.len() > cfg.limit_request_field_size)
-    {
+    if headers.iter().any(|(n, v)| n.as_str().len() + v.len() > cfg.limit_request_field_size) {
         return Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
     }
     // RFC 9112 §3.2: an HTTP/1.1 request needs exactly one Host header; two are never valid.

@@ -80,12 +80,7 @@ struct WsState {
 impl WsConn {
     pub fn new() -> Arc<Self> {
         let (out, rx) = mpsc::channel(OUTBOX_LIMIT);
-        Arc::new(Self {
-            state: Mutex::default(),
-            room: Notify::new(),
-            outbox: Mutex::new(Some(rx)),
-            out,
-        })
+        Arc::new(Self { state: Mutex::default(), room: Notify::new(), outbox: Mutex::new(Some(rx)), out })
     }
 
     /// The next message for the app, if one is waiting.
@@ -133,10 +128,7 @@ impl WsConn {
 
     /// Tells the app the connection is gone without a handshake ever completing.
     pub fn abandon(&self) {
-        self.deliver(Incoming::Closed {
-            code: 1006,
-            reason: String::new(),
-        });
+        self.deliver(Incoming::Closed { code: 1006, reason: String::new() });
     }
 }
 
@@ -158,9 +150,8 @@ pub async fn pump(
             return conn.abandon();
         }
     };
-    let config = WebSocketConfig::default()
-        .max_message_size(Some(cfg.ws_max_size))
-        .max_frame_size(Some(cfg.ws_max_size));
+    let config =
+        WebSocketConfig::default().max_message_size(Some(cfg.ws_max_size)).max_frame_size(Some(cfg.ws_max_size));
     let ws = WebSocketStream::from_raw_socket(TokioIo::new(io), Role::Server, Some(config)).await;
     // Split so reading and writing proceed independently (an idle client must not stop the
     // app's messages). tungstenite still answers pings from the read side.
@@ -244,10 +235,7 @@ pub async fn pump(
 }
 
 pub fn close_frame(code: u16, reason: &str) -> CloseFrame {
-    CloseFrame {
-        code: CloseCode::from(code),
-        reason: reason.to_owned().into(),
-    }
+    CloseFrame { code: CloseCode::from(code), reason: reason.to_owned().into() }
 }
 
 #[cfg(test)]
@@ -279,9 +267,6 @@ mod tests {
     #[test]
     fn accept_key_follows_rfc_6455() {
         // The example from RFC 6455 §1.3.
-        assert_eq!(
-            accept_key(&request(&HANDSHAKE).headers().clone()),
-            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-        );
+        assert_eq!(accept_key(&request(&HANDSHAKE).headers().clone()), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     }
 }

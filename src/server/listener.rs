@@ -33,9 +33,7 @@ impl Listener {
         if is_tcp {
             Ok(Listener::Tcp(TcpListener::from_std(std::net::TcpListener::from(sock))?))
         } else {
-            Ok(Listener::Unix(UnixListener::from_std(
-                std::os::unix::net::UnixListener::from(sock),
-            )?))
+            Ok(Listener::Unix(UnixListener::from_std(std::os::unix::net::UnixListener::from(sock))?))
         }
     }
 

@@ -2,6 +2,7 @@
 //! connection cap, and the drain on stop. Never touches Python; requests leave via `AppQueue`.
 
 pub mod listener;
+pub mod scoreboard;
 pub mod shutdown;
 
 use std::os::fd::RawFd;
@@ -36,10 +37,7 @@ impl Server {
             .build()?;
         let (listeners, signals) = {
             let _enter = runtime.enter();
-            let listeners = fds
-                .iter()
-                .map(|fd| Listener::from_fd(*fd))
-                .collect::<std::io::Result<Vec<_>>>()?;
+            let listeners = fds.iter().map(|fd| Listener::from_fd(*fd)).collect::<std::io::Result<Vec<_>>>()?;
             (listeners, shutdown::Signals::install()?)
         };
         let (stop, stop_rx) = watch::channel(Stop::Running);
@@ -50,11 +48,7 @@ impl Server {
             queue.stopped();
             drop(done_tx);
         });
-        Ok(Self {
-            runtime: Some(runtime),
-            stop,
-            done,
-        })
+        Ok(Self { runtime: Some(runtime), stop, done })
     }
 
     /// Asks the server to stop (as SIGTERM would, or SIGQUIT when `fast`).
@@ -86,13 +80,8 @@ async fn serve(cfg: ServerConfig, listeners: Vec<Listener>, queue: AppQueue, sto
     // in the kernel's listen backlog (where another worker may pick them up) instead of here.
     let permits = Arc::new(Semaphore::new(cfg.max_connections));
     let tracker = TaskTracker::new();
-    let shared = Arc::new(Shared {
-        cfg,
-        queue,
-        draining: Default::default(),
-        stop: stop.clone(),
-        tasks: tracker.clone(),
-    });
+    let shared =
+        Arc::new(Shared { cfg, queue, draining: Default::default(), stop: stop.clone(), tasks: tracker.clone() });
     // Once a stop begins every response says `Connection: close`, so clients move on cleanly.
     let (flag, mut watch_stop) = (shared.clone(), stop.clone());
     tokio::spawn(async move {
@@ -100,13 +89,8 @@ async fn serve(cfg: ServerConfig, listeners: Vec<Listener>, queue: AppQueue, sto
         flag.draining.store(true, std::sync::atomic::Ordering::Relaxed);
     });
     for listener in listeners {
-        let (shared, builder, permits, stop, conns) = (
-            shared.clone(),
-            builder.clone(),
-            permits.clone(),
-            stop.clone(),
-            tracker.clone(),
-        );
+        let (shared, builder, permits, stop, conns) =
+            (shared.clone(), builder.clone(), permits.clone(), stop.clone(), tracker.clone());
         tracker.spawn(accept_loop(listener, shared, builder, permits, stop, conns));
     }
     tracker.close();
@@ -132,11 +116,7 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, remote, local)) => {
-                let info = ConnInfo {
-                    remote,
-                    local,
-                    scheme: "http",
-                };
+                let info = ConnInfo { remote, local, scheme: "http" };
                 let fut = conn::serve(stream, info, shared.clone(), builder.clone(), stop.clone());
                 conns.spawn(async move {
                     fut.await;

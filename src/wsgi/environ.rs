@@ -69,10 +69,7 @@ impl EnvironBuilder {
     fn set_path(&self, py: Python<'_>, env: &Bound<'_, PyDict>, head: &RequestHead) -> PyResult<()> {
         let raw_path = head.uri.path();
         let decoded: Vec<u8> = percent_encoding::percent_decode_str(raw_path).collect();
-        env.set_item(
-            intern!(py, "PATH_INFO"),
-            latin1(py, path_info(&decoded, &self.root_path)),
-        )?;
+        env.set_item(intern!(py, "PATH_INFO"), latin1(py, path_info(&decoded, &self.root_path)))?;
         let query = head.uri.query().unwrap_or("");
         env.set_item(intern!(py, "QUERY_STRING"), latin1(py, query.as_bytes()))?;
         let raw_uri = head.uri.path_and_query().map_or(raw_path, |pq| pq.as_str());
@@ -121,11 +118,7 @@ impl EnvironBuilder {
         }
         let mut key = String::with_capacity(5 + name.as_str().len());
         key.push_str("HTTP_");
-        key.extend(
-            name.as_str()
-                .chars()
-                .map(|c| if c == '-' { '_' } else { c.to_ascii_uppercase() }),
-        );
+        key.extend(name.as_str().chars().map(|c| if c == '-' { '_' } else { c.to_ascii_uppercase() }));
         let key = PyString::intern(py, &key);
         if self.header_keys.len() < HEADER_KEY_CACHE {
             self.header_keys.insert(name.clone(), key.clone().unbind());

@@ -17,10 +17,7 @@ impl FileWrapper {
     #[new]
     #[pyo3(signature = (filelike, blksize = 8192))]
     fn new(filelike: Py<PyAny>, blksize: usize) -> Self {
-        Self {
-            filelike,
-            blksize: blksize.max(1),
-        }
+        Self { filelike, blksize: blksize.max(1) }
     }
 
     fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {

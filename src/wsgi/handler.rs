@@ -42,12 +42,7 @@ impl WsgiApp {
     pub fn new(py: Python<'_>, app: Py<PyAny>, base: Bound<'_, PyDict>, root_path: String) -> PyResult<Self> {
         let list_iter = PyList::empty(py).try_iter()?.get_type().unbind();
         let tuple_iter = PyTuple::empty(py).try_iter()?.get_type().unbind();
-        Ok(Self {
-            app,
-            environ: EnvironBuilder::new(py, base, root_path)?,
-            list_iter,
-            tuple_iter,
-        })
+        Ok(Self { app, environ: EnvironBuilder::new(py, base, root_path)?, list_iter, tuple_iter })
     }
 
     pub fn handle(&mut self, py: Python<'_>, job: Job) {
@@ -132,24 +127,13 @@ impl WsgiApp {
                         Err(e) => return Err((e, Progress::Pending(reply))),
                     };
                     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-                    if reply
-                        .send(AppResponse {
-                            status,
-                            headers,
-                            body: ResponseBody::stream(rx),
-                        })
-                        .is_err()
-                    {
+                    if reply.send(AppResponse { status, headers, body: ResponseBody::stream(rx) }).is_err() {
                         return Ok(());
                     }
                     let mut first = std::mem::take(&mut sr.borrow_mut().written);
                     first.push(buf.split().freeze());
                     first.push(Bytes::copy_from_slice(data));
-                    if !first
-                        .into_iter()
-                        .filter(|b| !b.is_empty())
-                        .all(|b| stream::push(py, &tx, b))
-                    {
+                    if !first.into_iter().filter(|b| !b.is_empty()).all(|b| stream::push(py, &tx, b)) {
                         return Ok(());
                     }
                     Progress::Streaming(tx)
@@ -170,11 +154,7 @@ impl WsgiApp {
                 };
                 let body = join(std::mem::take(&mut srm.written), buf);
                 set_length(&mut headers, body.len());
-                let _ = reply.send(AppResponse {
-                    status,
-                    headers,
-                    body: ResponseBody::full(body),
-                });
+                let _ = reply.send(AppResponse { status, headers, body: ResponseBody::full(body) });
                 Ok(())
             }
         }
@@ -223,11 +203,7 @@ fn file_response(
     sr: &Bound<'_, StartResponse>,
 ) -> PyResult<Option<AppResponse>> {
     let filelike = fw.borrow().filelike.clone_ref(py).into_bound(py);
-    let Some(fd) = filelike
-        .call_method0("fileno")
-        .ok()
-        .and_then(|f| f.extract::<RawFd>().ok())
-    else {
+    let Some(fd) = filelike.call_method0("fileno").ok().and_then(|f| f.extract::<RawFd>().ok()) else {
         return Ok(None);
     };
     let Some(offset) = filelike.call_method0("tell").ok().and_then(|t| t.extract::<u64>().ok()) else {
@@ -249,16 +225,10 @@ fn file_response(
     file.seek(SeekFrom::Start(offset)).map_err(PyErr::from)?;
     let remaining = size.saturating_sub(offset);
     let (status, mut headers) = sr.borrow_mut().take_head()?;
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     let len = declared.map_or(remaining, |d| d.min(remaining));
     headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
-    Ok(Some(AppResponse {
-        status,
-        headers,
-        body: ResponseBody::file(file, len),
-    }))
+    Ok(Some(AppResponse { status, headers, body: ResponseBody::file(file, len) }))
 }
 
 #[cfg(test)]

@@ -25,9 +25,7 @@ impl StartResponse {
     /// `start_response`, which is an app error (500).
     pub fn take_head(&mut self) -> PyResult<(StatusCode, HeaderMap)> {
         self.headers_sent = true;
-        self.head
-            .take()
-            .ok_or_else(|| PyRuntimeError::new_err("the WSGI app did not call start_response"))
+        self.head.take().ok_or_else(|| PyRuntimeError::new_err("the WSGI app did not call start_response"))
     }
 }
 
@@ -48,14 +46,10 @@ impl StartResponse {
                 if let Some(info) = exc_info {
                     return Err(PyErr::from_value(info.get_item(1)?));
                 }
-                return Err(PyRuntimeError::new_err(
-                    "start_response called after the headers were sent",
-                ));
+                return Err(PyRuntimeError::new_err("start_response called after the headers were sent"));
             }
             if me.head.is_some() && exc_info.is_none() {
-                return Err(PyRuntimeError::new_err(
-                    "start_response called a second time without exc_info",
-                ));
+                return Err(PyRuntimeError::new_err("start_response called a second time without exc_info"));
             }
         }
         let head = (parse_status(status)?, parse_headers(headers)?);
@@ -65,9 +59,7 @@ impl StartResponse {
 
     /// The legacy imperative body API; PEP 3333 keeps it for old frameworks.
     fn write(&mut self, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        let data = data
-            .cast::<PyBytes>()
-            .map_err(|_| PyTypeError::new_err("write() takes bytes"))?;
+        let data = data.cast::<PyBytes>().map_err(|_| PyTypeError::new_err("write() takes bytes"))?;
         if self.head.is_none() && !self.headers_sent {
             return Err(PyRuntimeError::new_err("write() called before start_response"));
         }
@@ -77,9 +69,7 @@ impl StartResponse {
 }
 
 fn parse_status(status: &Bound<'_, PyAny>) -> PyResult<StatusCode> {
-    let s = status
-        .cast::<PyString>()
-        .map_err(|_| PyTypeError::new_err("WSGI status must be a str"))?;
+    let s = status.cast::<PyString>().map_err(|_| PyTypeError::new_err("WSGI status must be a str"))?;
     let s = s.to_cow()?;
     let b = s.as_bytes();
     // "200 OK": three digits, then a space and a reason phrase (hyper sends the canonical one).
@@ -93,9 +83,8 @@ fn parse_headers(headers: &Bound<'_, PyAny>) -> PyResult<HeaderMap> {
     let mut map = HeaderMap::new();
     for item in headers.try_iter()? {
         let item = item?;
-        let pair = item
-            .cast::<PyTuple>()
-            .map_err(|_| PyTypeError::new_err("WSGI headers must be (name, value) tuples"))?;
+        let pair =
+            item.cast::<PyTuple>().map_err(|_| PyTypeError::new_err("WSGI headers must be (name, value) tuples"))?;
         if pair.len() != 2 {
             return Err(PyTypeError::new_err("WSGI headers must be (name, value) tuples"));
         }
