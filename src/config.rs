@@ -39,6 +39,10 @@ pub struct ServerConfig {
     pub ws_ping_interval: Duration,
     /// ...and closed when nothing came back for this long after a ping.
     pub ws_ping_timeout: Duration,
+    /// Access log: "-" (stdout) or a file; None when off.
+    pub access_log: Option<String>,
+    /// gunicorn-style `access_log_format`.
+    pub access_log_format: String,
     /// Mount point of the app (`SCRIPT_NAME` / ASGI `root_path`).
     pub root_path: String,
 }
@@ -62,6 +66,8 @@ impl Default for ServerConfig {
             ws_ping_interval: Duration::from_secs(20),
             ws_ping_timeout: Duration::from_secs(20),
             root_path: String::new(),
+            access_log: None,
+            access_log_format: crate::http::access_log::DEFAULT_FORMAT.to_owned(),
         }
     }
 }
@@ -91,6 +97,15 @@ impl<'a, 'py> FromPyObject<'a, 'py> for ServerConfig {
             ws_max_size: get("ws_max_size")?.extract()?,
             ws_ping_interval: secs(get("ws_ping_interval")?.extract::<f64>()?.max(0.001)),
             ws_ping_timeout: secs(get("ws_ping_timeout")?.extract()?),
+            access_log: get("access_log_target")?.call0()?.extract()?,
+            access_log_format: {
+                let f: String = get("access_log_format")?.extract()?;
+                if f.is_empty() {
+                    crate::http::access_log::DEFAULT_FORMAT.to_owned()
+                } else {
+                    f
+                }
+            },
             root_path: get("root_path")?.extract::<String>()?.trim_end_matches('/').to_owned(),
         })
     }

@@ -192,6 +192,21 @@ class Config:
     pid: str = setting("", "Write the supervisor's pid to this file (removed at exit).", ("-p", "--pid"))
 
     # Lifecycle and logging
+    access_logfile: str = setting(
+        "",
+        "Access log: '-' for stdout or a file (off by default, as uvicorn advises for speed).",
+        ("--access-logfile", "--access-log-file"),
+        conf=("accesslog",),
+    )
+    access_log_format: str = setting(
+        "",
+        "Access log line with gunicorn's atoms, e.g. '%%(h)s \"%%(r)s\" %%(s)s %%(b)s %%(D)s'. Default: gunicorn's.",
+        ("--access-logformat", "--access-log-format"),
+        conf=("access_log_format",),
+    )
+    access_log: bool = setting(
+        False, "uvicorn style: write the access log to stdout.", ("--access-log",), negative="--no-access-log"
+    )
     log_level: str = setting(
         "info",
         "Log level.",
@@ -207,15 +222,6 @@ class Config:
     # not acted on yet (process-manager and edge features land in later releases). Setting one
     # logs a warning at startup; nothing is silently ignored.
     reload: bool = setting(False, "Restart workers when code changes.", ("--reload",), pending=True)
-    access_logfile: str = setting(
-        "", "Access log file ('-' is stdout).", ("--access-logfile",), conf=("accesslog",), pending=True
-    )
-    access_log_format: str = setting(
-        "", "Access log format (gunicorn atoms).", ("--access-logformat",), conf=("access_log_format",), pending=True
-    )
-    access_log: bool = setting(
-        False, "Write an access log (uvicorn style).", ("--access-log",), negative="--no-access-log", pending=True
-    )
     log_config: str = setting(
         "", "Logging config file (dictConfig JSON/YAML or fileConfig).", ("--log-config",), pending=True
     )
@@ -248,6 +254,12 @@ class Config:
             host = self.host or "127.0.0.1"
             out.append(f"[{host}]:{self.port or 8000}" if ":" in host else f"{host}:{self.port or 8000}")
         return out or ["127.0.0.1:8000"]
+
+    def access_log_target(self) -> str | None:
+        """Where the core writes the access log, or None when it is off."""
+        if self.access_logfile:
+            return self.access_logfile
+        return "-" if self.access_log else None
 
     def resolved_interface(self) -> str:
         """`--interface`, or what a gunicorn `-k` worker class implies."""

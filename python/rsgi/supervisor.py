@@ -28,6 +28,8 @@ log = logging.getLogger("rsgi.supervisor")
 QUICK_DEATH = 1.0
 # Restart delay after repeated quick deaths doubles up to this.
 MAX_BACKOFF = 10.0
+# This many quick deaths in a row is a crash loop: the server stops instead of spinning.
+CRASH_LOOP = 8
 # Seconds given to workers beyond the graceful timeout before SIGKILL.
 KILL_SLACK = 5.0
 
@@ -231,6 +233,10 @@ class Supervisor:
             log.error("worker %d %s%s after %.1fs; starting a new one", pid, how, hint, lived)
             if lived < QUICK_DEATH:
                 self.quick_deaths += 1
+                if self.quick_deaths >= CRASH_LOOP:
+                    log.error("workers keep dying at boot (%d in a row); shutting down", self.quick_deaths)
+                    self.stop(signal.SIGTERM, code=1)
+                    continue
                 delay = min(MAX_BACKOFF, 0.1 * 2**self.quick_deaths)
                 self.next_spawn = time.monotonic() + delay
             else:

@@ -131,7 +131,11 @@ def run(cfg: Config, sockets: list[socket.socket], app: Any, parent: int, slot: 
 
         return EXIT_OK if asgi.serve(cfg, sockets, app, slot) else EXIT_BOOT_ERROR
 
-    worker = Worker(cfg, [s.fileno() for s in sockets], "wsgi", slot)
+    try:
+        worker = Worker(cfg, [s.fileno() for s in sockets], "wsgi", slot)
+    except Exception:
+        log.exception("the worker could not start serving")
+        return EXIT_BOOT_ERROR
     # The core holds its own duplicates; closing ours means a stopping worker really stops
     # listening once the core drops them (new connections are refused, not left hanging).
     for s in sockets:

@@ -79,14 +79,17 @@ impl ScopeBuilder {
 /// Header names arrive lowercased from hyper, as ASGI requires; values are raw bytes.
 fn headers<'py>(py: Python<'py>, head: &RequestHead) -> PyResult<Bound<'py, PyList>> {
     let list = PyList::empty(py);
+    // RFC 9112 §3.2.2: with an absolute-form target its authority is the host, not Host:.
+    let authority = head.uri.authority();
+    if let Some(auth) = authority {
+        list.append((PyBytes::new(py, b"host"), PyBytes::new(py, auth.as_str().as_bytes())))?;
+    }
     for (name, value) in head.headers.iter() {
+        if authority.is_some() && name == http::header::HOST {
+            continue;
+        }
         let pair = PyTuple::new(py, [PyBytes::new(py, name.as_str().as_bytes()), PyBytes::new(py, value.as_bytes())])?;
         list.append(pair)?;
-    }
-    if !head.headers.contains_key(http::header::HOST) {
-        if let Some(auth) = head.uri.authority() {
-            list.append((PyBytes::new(py, b"host"), PyBytes::new(py, auth.as_str().as_bytes())))?;
-        }
     }
     Ok(list)
 }

@@ -12,6 +12,9 @@ use hyper::body::Incoming;
 use tokio::sync::mpsc;
 use tokio_util::io::ReaderStream;
 
+use std::sync::Arc;
+
+use super::access_log::{AccessLog, Entry};
 use super::app::CloseOnDrop;
 use super::request::RequestBody;
 use crate::config::ServerConfig;
@@ -81,6 +84,9 @@ pub type Chunk = Result<Bytes, std::io::Error>;
 pub struct ResponseBody {
     kind: Kind,
     _closed: Option<CloseOnDrop>,
+    /// The access-log line written when hyper drops the body, with the bytes it took.
+    log: Option<Box<(Entry, Arc<AccessLog>)>>,
+    sent: u64,
 }
 
 enum Kind {
@@ -112,6 +118,12 @@ impl ResponseBody {
         Self::from(Kind::File { reader: ReaderStream::with_capacity(take, 256 * 1024), remaining: len })
     }
 
+    /// Writes an access-log line for this response once it has been sent (or abandoned).
+    pub fn logged(mut self, log: Arc<AccessLog>, entry: Entry) -> Self {
+        self.log = Some(Box::new((entry, log)));
+        self
+    }
+
     /// Keeps `guard` alive as long as hyper holds the body.
     pub fn guarded(mut self, guard: CloseOnDrop) -> Self {
         self._closed = Some(guard);
@@ -121,16 +133,13 @@ impl ResponseBody {
 
 impl From<Kind> for ResponseBody {
     fn from(kind: Kind) -> Self {
-        Self { kind, _closed: None }
+        Self { kind, _closed: None, log: None, sent: 0 }
     }
 }
 
-impl Body for ResponseBody {
-    type Data = Bytes;
-    type Error = std::io::Error;
-
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        match &mut self.get_mut().kind {
+impl ResponseBody {
+    fn poll_kind(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        match &mut self.kind {
             Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             Kind::Stream(rx) => rx.poll_recv(cx).map(|c| c.map(|r| r.map(Frame::data))),
             Kind::File { reader, remaining } => {
@@ -150,6 +159,29 @@ impl Body for ResponseBody {
                 }
             }
         }
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        if let Some(log) = self.log.take() {
+            let (entry, log) = *log;
+            log.record(&entry, self.sent);
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        let polled = this.poll_kind(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            this.sent += frame.data_ref().map_or(0, |d| d.len() as u64);
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

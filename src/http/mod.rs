@@ -1,6 +1,7 @@
 //! The HTTP core: hyper 1.x connections, request limits, body collection, response assembly.
 //! Nothing in here touches Python; requests leave through `app::AppQueue`.
 
+pub mod access_log;
 pub mod app;
 pub mod body;
 pub mod conn;

@@ -12,6 +12,7 @@ use http_body::Body;
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
+use super::access_log::{AccessLog, Entry};
 use super::app::{AppQueue, CloseOnDrop, Closed, Job};
 use super::body::{self, BodyError, ResponseBody};
 use super::request::{ConnInfo, RequestBody, RequestHead};
@@ -32,10 +33,32 @@ pub struct Shared {
     pub stop: watch::Receiver<Stop>,
     /// Tasks the drain waits for (connections, WebSocket pumps).
     pub tasks: TaskTracker,
+    pub access_log: Option<Arc<AccessLog>>,
 }
 
 /// Serves one request. Infallible: every failure becomes a response (or a closed connection).
+/// With an access log, the request's facts are kept for the line written after the response.
 pub async fn handle(req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<ConnInfo>) -> Response<ResponseBody> {
+    let Some(log) = shared.access_log.clone() else { return serve(req, shared, conn).await };
+    let started = Instant::now();
+    let (method, uri, version, request_headers) =
+        (req.method().clone(), req.uri().clone(), req.version(), req.headers().clone());
+    let remote = conn.remote.clone();
+    let (parts, body) = serve(req, shared, conn).await.into_parts();
+    let entry = Entry {
+        started,
+        remote,
+        method,
+        uri,
+        version,
+        request_headers,
+        status: parts.status,
+        response_headers: parts.headers.clone(),
+    };
+    Response::from_parts(parts, body.logged(log, entry))
+}
+
+async fn serve(req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<ConnInfo>) -> Response<ResponseBody> {
     let cfg = &shared.cfg;
     if let Some(status) = check_head(&req, cfg) {
         log::info!("refused {} {}: {}", req.method(), truncate(req.uri()), status);
@@ -169,7 +192,79 @@ fn check_head(req: &Request<Incoming>, cfg: &ServerConfig) -> Option<StatusCode>
     if req.method() == Method::CONNECT {
         return Some(StatusCode::METHOD_NOT_ALLOWED);
     }
-    None
+    if let Some(status) = check_target(req).or_else(|| check_host(headers)) {
+        return Some(status);
+    }
+    check_transfer_encoding(headers)
+}
+
+/// RFC 9112 §3.2: origin-form, absolute-form (with a valid authority and no userinfo), or
+/// `*` for OPTIONS. Raw non-ASCII bytes are not part of any form (they must be percent-encoded).
+fn check_target(req: &Request<Incoming>) -> Option<StatusCode> {
+    let uri = req.uri();
+    if let Some(pq) = uri.path_and_query() {
+        if !pq.as_str().is_ascii() {
+            return Some(StatusCode::BAD_REQUEST);
+        }
+    }
+    if uri.path() == "*" && uri.authority().is_none() {
+        return (req.method() != Method::OPTIONS).then_some(StatusCode::BAD_REQUEST);
+    }
+    match (uri.scheme(), uri.authority()) {
+        // Authority-form ("GET host:80") is only for CONNECT, refused above.
+        (None, Some(_)) => Some(StatusCode::BAD_REQUEST),
+        (Some(_), Some(auth)) if !valid_authority(auth.as_str()) => Some(StatusCode::BAD_REQUEST),
+        _ => None,
+    }
+}
+
+/// RFC 9112 §3.2: "A server MUST respond with 400 to any request that lacks a Host header field
+/// or contains more than one, or an invalid one" (checked here for its syntax).
+fn check_host(headers: &http::HeaderMap) -> Option<StatusCode> {
+    let host = headers.get(HOST)?;
+    match host.to_str() {
+        Ok(h) if h.is_empty() || valid_authority(h) => None,
+        _ => Some(StatusCode::BAD_REQUEST),
+    }
+}
+
+/// `host[:port]` where host is a reg-name, an IPv4 address or a bracketed IPv6 literal
+/// (RFC 3986 §3.2.2): no userinfo, no path characters, no list separators.
+fn valid_authority(a: &str) -> bool {
+    let (host_ok, port) = match a.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((v6, after)) if after.is_empty() || after.starts_with(':') => {
+                (v6.parse::<std::net::Ipv6Addr>().is_ok(), after.strip_prefix(':').unwrap_or(""))
+            }
+            _ => return false,
+        },
+        None => {
+            let (host, port) = a.rsplit_once(':').unwrap_or((a, ""));
+            let reg_name = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+;=%".contains(&b);
+            (!host.is_empty() && host.bytes().all(reg_name), port)
+        }
+    };
+    host_ok && port.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// hyper frames a body as chunked when the last coding is "chunked", and hands other codings
+/// to the app undecoded. rsgi accepts exactly one coding, "chunked" (RFC 9112 §6.1: a server
+/// that does not understand a coding answers 501; a repeated "chunked" is malformed, 400).
+fn check_transfer_encoding(headers: &http::HeaderMap) -> Option<StatusCode> {
+    let mut codings =
+        headers.get_all(http::header::TRANSFER_ENCODING).iter().flat_map(|v| v.as_bytes().split(|&b| b == b','));
+    let mut chunked = 0;
+    for coding in codings.by_ref() {
+        let coding = coding.trim_ascii();
+        if coding.is_empty() {
+            continue; // RFC 9110 §5.6.1.2: empty list elements are ignored
+        }
+        if !coding.eq_ignore_ascii_case(b"chunked") {
+            return Some(StatusCode::NOT_IMPLEMENTED);
+        }
+        chunked += 1;
+    }
+    (chunked > 1).then_some(StatusCode::BAD_REQUEST)
 }
 
 fn parse_len(v: &HeaderValue) -> Option<u64> {
@@ -182,5 +277,22 @@ fn truncate(uri: &http::Uri) -> String {
         format!("{}...", &s[..80])
     } else {
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_authority;
+
+    #[test]
+    fn authorities() {
+        for ok in ["a.example", "a.example:8080", "a.example:", "127.0.0.1:80", "[::1]", "[::1]:8000", "xn--d-1a.io"] {
+            assert!(valid_authority(ok), "{ok}");
+        }
+        for bad in
+            ["", "a b", "a/b", "user@a.example", "a.example,b.example", "a.example:port", "[::1", "[zz]:80", "[::1]x"]
+        {
+            assert!(!valid_authority(bad), "{bad}");
+        }
     }
 }

@@ -13,6 +13,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio_util::task::TaskTracker;
 
 use crate::config::ServerConfig;
+use crate::http::access_log::AccessLog;
 use crate::http::app::AppQueue;
 use crate::http::conn;
 use crate::http::request::ConnInfo;
@@ -80,8 +81,24 @@ async fn serve(cfg: ServerConfig, listeners: Vec<Listener>, queue: AppQueue, sto
     // in the kernel's listen backlog (where another worker may pick them up) instead of here.
     let permits = Arc::new(Semaphore::new(cfg.max_connections));
     let tracker = TaskTracker::new();
-    let shared =
-        Arc::new(Shared { cfg, queue, draining: Default::default(), stop: stop.clone(), tasks: tracker.clone() });
+    let access_log = match &cfg.access_log {
+        Some(target) => match AccessLog::open(target, &cfg.access_log_format) {
+            Ok(log) => Some(Arc::new(log)),
+            Err(e) => {
+                log::error!("could not open the access log {target:?}: {e}");
+                None
+            }
+        },
+        None => None,
+    };
+    let shared = Arc::new(Shared {
+        cfg,
+        queue,
+        draining: Default::default(),
+        stop: stop.clone(),
+        tasks: tracker.clone(),
+        access_log,
+    });
     // Once a stop begins every response says `Connection: close`, so clients move on cleanly.
     let (flag, mut watch_stop) = (shared.clone(), stop.clone());
     tokio::spawn(async move {

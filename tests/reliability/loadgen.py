@@ -103,6 +103,7 @@ class LoadGen:
         max_requests: int = 20_000,
         timeout: float = 10.0,
         error_pause: float = 0.02,
+        keep_results: bool = True,
     ) -> None:
         assert mix, "an empty request mix"
         assert duration <= 3600, "loads are bounded: at most an hour"
@@ -113,7 +114,12 @@ class LoadGen:
         self.max_requests = max_requests
         self.timeout = timeout
         self.error_pause = error_pause
+        # Long runs (the soak script) keep only the counters and the first failures.
+        self.keep_results = keep_results
         self._results: list[Result] = []
+        self._failures: list[Result] = []
+        self._sent = 0
+        self._errors: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._budget = itertools.count()
@@ -165,11 +171,23 @@ class LoadGen:
         with self._lock:
             return list(self._results)
 
+    @property
+    def failures(self) -> list[Result]:
+        """The first 100 failed requests (kept even when results are not)."""
+        with self._lock:
+            return list(self._failures)
+
     def summary(self, results: Sequence[Result] | None = None) -> Summary:
-        return summarize(self.results if results is None else results)
+        """Figures for `results`, or for every request so far."""
+        if results is not None:
+            return summarize(results)
+        with self._lock:
+            failed = sum(self._errors.values())
+            return Summary(self._sent, self._sent - failed, failed, Counter(self._errors))
 
     def wait_for(self, condition: Callable[[list[Result]], object], timeout: float, what: str) -> None:
         """Poll the results until `condition` holds; fail (with the figures so far) after `timeout`."""
+        assert self.keep_results, "wait_for needs the results"
         deadline = time.monotonic() + timeout
         while not condition(self.results):
             if time.monotonic() > deadline:
@@ -192,7 +210,13 @@ class LoadGen:
                     return
                 result = self._one(client, index, req)
                 with self._lock:
-                    self._results.append(result)
+                    self._sent += 1
+                    if self.keep_results:
+                        self._results.append(result)
+                    if not result.ok:
+                        self._errors[result.error.split(":", 1)[0]] += 1
+                        if len(self._failures) < 100:
+                            self._failures.append(result)
                 if not result.ok and result.status is None:
                     self._stop.wait(self.error_pause)
 

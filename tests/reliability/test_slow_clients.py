@@ -159,10 +159,15 @@ class Slowloris:
         self._thread = threading.Thread(target=self._run, name="slowloris", daemon=True)
 
     def __enter__(self) -> Slowloris:
-        for _ in range(self.count):
-            s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
-            s.setblocking(False)
-            self.socks.append(Trickler(s, time.monotonic()))
+        try:
+            for _ in range(self.count):
+                s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+                s.setblocking(False)
+                self.socks.append(Trickler(s, time.monotonic()))
+        except BaseException:
+            for t in self.socks:
+                t.sock.close()
+            raise
         self._thread.start()
         return self
 
@@ -250,6 +255,7 @@ def test_slowloris_does_not_delay_real_clients(serve: StartServer) -> None:
         latencies = timed_get(server.url + "/", 50)
         still_open = attack.open_count()
     p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
+    print(f"slowloris x{SLOWLORIS}: {still_open} open; 50 requests p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms")
     assert still_open == SLOWLORIS, f"only {still_open} of {SLOWLORIS} slowloris sockets lasted the measurement"
     assert p99 < 1.0, f"with {SLOWLORIS} slowloris sockets open: p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms"
 
@@ -268,6 +274,7 @@ def test_slowloris_sockets_are_closed_at_the_head_read_timeout(serve: StartServe
     # The timer covers the whole head: bytes trickling in do not extend it.
     assert all(t.sent >= 1 for t in socks), "some sockets never got a byte out"
     longest, shortest = max(lifetimes), min(lifetimes)
+    print(f"slowloris x{SLOWLORIS} --keepalive {keepalive}: closed after {shortest:.2f}..{longest:.2f}s")
     assert longest < keepalive + 1.5, f"a trickling socket lived {longest:.2f}s with --keepalive {keepalive}"
     assert shortest > keepalive - 0.5, f"a trickling socket was closed after only {shortest:.2f}s"
     # Nothing but a clean close (or at most an error response) was sent to them.
@@ -313,6 +320,14 @@ def settled(read: Callable[[], dict[str, int]], want: int, quiet: float = 0.5) -
 def test_readers_that_never_read_a_stream_stall_it_without_buffering_it(serve: StartServer, tmp_path: Path) -> None:
     marker = tmp_path / "progress"
     readers = 3
+    # What may leave the app for a reader that never reads: the server's send buffer at its largest,
+    # the client's receive buffer at its initial size (it only grows as data is read), the bridge's
+    # stream buffer (16 chunks) and hyper's write buffer.
+    wmem = int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])
+    rmem = int(Path("/proc/sys/net/ipv4/tcp_rmem").read_text().split()[1])
+    allowed = wmem + 2 * rmem + 4 * MIB
+    if allowed > BIG * 3 // 4:
+        pytest.skip(f"socket buffers up to {allowed // MIB} MiB could hold most of the 20 MiB response")
     server = serve(APP, "--threads", str(readers + 1), env={"RSGI_TEST_MARKER": str(marker)})
     (worker,) = wait_workers(server.pid, 1)
     assert server.port is not None
@@ -333,7 +348,8 @@ def test_readers_that_never_read_a_stream_stall_it_without_buffering_it(serve: S
         for s in socks:
             s.close()
     figures = f"produced {sorted(v // MIB for v in stalled.values())} MiB; worker RSS grew {grown / MIB:.1f} MiB"
-    assert all(v < BIG // 2 for v in stalled.values()), f"the app was not throttled: {figures}"
+    print(f"{readers} stalled streams: {figures}; others p99 {percentile(latencies, 99) * 1000:.1f} ms")
+    assert all(v <= allowed for v in stalled.values()), f"the app was not throttled: {figures}"
     assert grown < BIG, f"stalled streams were buffered in the worker: {figures}"
     assert percentile(latencies, 99) < 1.0, f"others waited {max(latencies):.2f}s; {figures}"
     # A reader that goes away frees its thread: every stalled generator is closed.
@@ -365,6 +381,7 @@ def test_readers_that_never_read_a_full_body_do_not_hold_the_app_thread(serve: S
         for s in socks:
             s.close()
     p99 = percentile(latencies, 99)
+    print(f"{readers} stalled 20 MiB bodies: RSS grew {grown / MIB:.1f} MiB; others p99 {p99 * 1000:.1f} ms")
     assert p99 < 1.0, f"with {readers} stalled 20 MiB responses others waited up to {p99:.2f}s"
     # Each stalled response holds at most its own body, never more (no copy per write attempt).
     assert grown < readers * BIG * 1.25 + 16 * MIB, f"RSS grew {grown / MIB:.0f} MiB for {readers} x 20 MiB"
@@ -456,6 +473,11 @@ def test_connections_past_max_connections_wait_in_the_backlog(serve: StartServer
         peak = max(peak, level)
     answered = sorted(c.answered for c in conns if c.answered is not None)
     first_close = min(c.closed for c in conns if c.closed is not None)
+    print(
+        f"flood {total} on cap {cap}: peak in service {peak}, worker held at most {max(server_side)};"
+        f" 51st answer {answered[cap] - first_close:+.3f}s after the first close; last answered"
+        f" {answered[-1] - answered[0]:.2f}s after the first"
+    )
     assert peak == cap, f"{peak} connections were in service at once with --max-connections {cap}"
     assert max(server_side) <= cap, f"the worker held {max(server_side)} connections (cap {cap})"
     # The queued ones were answered only as earlier ones closed: they had waited in the backlog.
@@ -480,6 +502,8 @@ def test_idle_keepalive_connections_cannot_hold_the_cap_past_the_keepalive_timeo
     finally:
         for c in clients:
             c.close()
+    print(f"{cap} idle keep-alive connections at the cap, --keepalive {keepalive}: the next waited {waited:.2f}s")
     assert r.status_code == 200
     # The late client waited in the backlog until the idle ones timed out, and not much longer.
+    assert waited > keepalive / 2, f"the late connection was served after {waited:.2f}s: it never queued"
     assert waited < keepalive + 1.5, f"a queued connection waited {waited:.2f}s behind idle keep-alive ones"

@@ -1,0 +1,232 @@
+//! The access log, written from Rust without taking the GIL: gunicorn's `access_log_format`
+//! atoms, one line per finished response (after the last byte was handed to the socket, so
+//! `%(b)s` and `%(D)s` are real), written by a background thread in batches.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::sync::mpsc;
+use std::time::Instant;
+
+use http::{HeaderMap, Method, StatusCode, Uri, Version};
+
+use super::request::Peer;
+
+/// gunicorn's default format.
+pub const DEFAULT_FORMAT: &str = r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s""#;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Part {
+    Text(String),
+    /// A one-letter atom (`h`, `r`, `s`, ...).
+    Atom(char),
+    /// `%({name}i)s`: a request header.
+    RequestHeader(String),
+    /// `%({name}o)s`: a response header.
+    ResponseHeader(String),
+}
+
+/// Everything a line may use, captured when the response starts.
+pub struct Entry {
+    pub started: Instant,
+    pub remote: Peer,
+    pub method: Method,
+    pub uri: Uri,
+    pub version: Version,
+    pub request_headers: HeaderMap,
+    pub status: StatusCode,
+    pub response_headers: HeaderMap,
+}
+
+pub struct AccessLog {
+    parts: Vec<Part>,
+    tx: mpsc::Sender<String>,
+}
+
+impl AccessLog {
+    /// `target` is "-" for stdout or a file path (appended to).
+    pub fn open(target: &str, format: &str) -> std::io::Result<Self> {
+        let out: Box<dyn std::io::Write + Send> = if target == "-" {
+            Box::new(std::io::stdout())
+        } else {
+            Box::new(std::fs::OpenOptions::new().create(true).append(true).open(target)?)
+        };
+        let (tx, rx) = mpsc::channel::<String>();
+        std::thread::Builder::new().name("rsgi-access-log".into()).spawn(move || write_lines(rx, out))?;
+        Ok(Self { parts: parse(format), tx })
+    }
+
+    /// Formats and queues one line; `sent` is the number of body bytes written.
+    pub fn record(&self, e: &Entry, sent: u64) {
+        let line = render(&self.parts, e, sent);
+        let _ = self.tx.send(line);
+    }
+}
+
+/// Writes lines as they come, flushing whenever the queue runs dry (one write per burst).
+fn write_lines(rx: mpsc::Receiver<String>, out: Box<dyn std::io::Write + Send>) {
+    let mut out = std::io::BufWriter::new(out);
+    while let Ok(line) = rx.recv() {
+        let _ = out.write_all(line.as_bytes());
+        while let Ok(line) = rx.try_recv() {
+            let _ = out.write_all(line.as_bytes());
+        }
+        let _ = out.flush();
+    }
+}
+
+fn parse(format: &str) -> Vec<Part> {
+    let mut parts = Vec::new();
+    let mut text = String::new();
+    let mut rest = format;
+    while let Some(i) = rest.find("%(") {
+        text.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let Some(end) = after.find(")s") else { break };
+        let name = &after[..end];
+        let part = if let Some(h) = name.strip_prefix('{').and_then(|n| n.strip_suffix("}i")) {
+            Some(Part::RequestHeader(h.to_ascii_lowercase()))
+        } else if let Some(h) = name.strip_prefix('{').and_then(|n| n.strip_suffix("}o")) {
+            Some(Part::ResponseHeader(h.to_ascii_lowercase()))
+        } else {
+            let mut chars = name.chars();
+            match (chars.next(), chars.next()) {
+                (Some(c), None) => Some(Part::Atom(c)),
+                _ => None,
+            }
+        };
+        match part {
+            Some(p) => {
+                if !text.is_empty() {
+                    parts.push(Part::Text(std::mem::take(&mut text)));
+                }
+                parts.push(p);
+            }
+            None => text.push_str(&rest[i..i + 2 + end + 2]), // unknown atom: kept literally
+        }
+        rest = &after[end + 2..];
+    }
+    text.push_str(rest);
+    if !text.is_empty() {
+        parts.push(Part::Text(text));
+    }
+    parts
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
+    h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("-")
+}
+
+fn render(parts: &[Part], e: &Entry, sent: u64) -> String {
+    let mut s = String::with_capacity(160);
+    let elapsed = e.started.elapsed();
+    for part in parts {
+        match part {
+            Part::Text(t) => s.push_str(t),
+            Part::RequestHeader(h) => s.push_str(header(&e.request_headers, h)),
+            Part::ResponseHeader(h) => s.push_str(header(&e.response_headers, h)),
+            Part::Atom(c) => {
+                let _ = match c {
+                    'h' => match &e.remote {
+                        Peer::Tcp(a) => write!(s, "{}", a.ip()),
+                        Peer::Unix => write!(s, "-"),
+                    },
+                    'l' | 'u' => write!(s, "-"),
+                    't' => write!(s, "[{}]", local_time()),
+                    'r' => write!(s, "{} {} {}", e.method, e.uri, version(e.version)),
+                    'm' => write!(s, "{}", e.method),
+                    'U' => write!(s, "{}", e.uri.path()),
+                    'q' => write!(s, "{}", e.uri.query().unwrap_or("")),
+                    'H' => write!(s, "{}", version(e.version)),
+                    's' => write!(s, "{}", e.status.as_u16()),
+                    'b' => {
+                        if sent == 0 {
+                            write!(s, "-")
+                        } else {
+                            write!(s, "{sent}")
+                        }
+                    }
+                    'B' => write!(s, "{sent}"),
+                    'f' => write!(s, "{}", header(&e.request_headers, "referer")),
+                    'a' => write!(s, "{}", header(&e.request_headers, "user-agent")),
+                    'T' => write!(s, "{}", elapsed.as_secs()),
+                    'M' => write!(s, "{}", elapsed.as_millis()),
+                    'D' => write!(s, "{}", elapsed.as_micros()),
+                    'L' => write!(s, "{:.6}", elapsed.as_secs_f64()),
+                    'p' => write!(s, "<{}>", std::process::id()),
+                    other => write!(s, "%({other})s"),
+                };
+            }
+        }
+    }
+    s.push('\n');
+    s
+}
+
+fn version(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// `10/Oct/2000:13:55:36 +0000` in local time, as gunicorn and Apache write it.
+fn local_time() -> String {
+    // SAFETY: time() and localtime_r() with valid pointers; `tm` is fully written by the call.
+    let tm = unsafe {
+        let now = libc::time(std::ptr::null_mut());
+        let mut tm: libc::tm = std::mem::zeroed();
+        libc::localtime_r(&now, &mut tm);
+        tm
+    };
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let off = tm.tm_gmtoff / 60;
+    format!(
+        "{:02}/{}/{}:{:02}:{:02}:{:02} {}{:02}{:02}",
+        tm.tm_mday,
+        MONTHS[tm.tm_mon.clamp(0, 11) as usize],
+        tm.tm_year + 1900,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        if off < 0 { '-' } else { '+' },
+        off.abs() / 60,
+        off.abs() % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> Entry {
+        let mut req = HeaderMap::new();
+        req.insert("user-agent", "curl/8".parse().unwrap());
+        req.insert("x-request-id", "abc".parse().unwrap());
+        let mut resp = HeaderMap::new();
+        resp.insert("content-type", "text/plain".parse().unwrap());
+        Entry {
+            started: Instant::now(),
+            remote: Peer::Tcp("10.1.2.3:5555".parse().unwrap()),
+            method: Method::POST,
+            uri: "/p?q=1".parse().unwrap(),
+            version: Version::HTTP_11,
+            request_headers: req,
+            status: StatusCode::CREATED,
+            response_headers: resp,
+        }
+    }
+
+    #[test]
+    fn renders_gunicorn_atoms() {
+        let parts = parse(r#"%(h)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %({x-request-id}i)s %({Content-Type}o)s"#);
+        let line = render(&parts, &entry(), 42);
+        assert_eq!(line, "10.1.2.3 \"POST /p?q=1 HTTP/1.1\" 201 42 \"-\" \"curl/8\" abc text/plain\n");
+    }
+
+    #[test]
+    fn empty_bodies_and_unknown_atoms() {
+        let parts = parse("%(b)s %(B)s %(zz)s %(m)s%(U)s?%(q)s");
+        assert_eq!(render(&parts, &entry(), 0), "- 0 %(zz)s POST/p?q=1\n");
+    }
+}
