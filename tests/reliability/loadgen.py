@@ -14,7 +14,11 @@ request's `check` (if any) accepts it.
 
 Leaving the `with` block stops the threads and closes every client (pytest treats unclosed sockets as
 errors). A client that gets a transport error pauses briefly before the next request, so a server that
-refuses connections is not hammered in a tight loop.
+refuses connections is not hammered in a tight loop. For long runs, `keep_results=False` keeps only the
+counters and the first 100 failures.
+
+The module also has the small polling helpers the reliability tests share (`wait_until`, `wait_workers`,
+`live_children`, `rss`, `percentile`): every wait is a poll of a condition with a deadline.
 """
 
 from __future__ import annotations
@@ -106,7 +110,7 @@ class LoadGen:
         keep_results: bool = True,
     ) -> None:
         assert mix, "an empty request mix"
-        assert duration <= 3600, "loads are bounded: at most an hour"
+        assert 0 < duration <= 24 * 3600 and max_requests > 0, "a load is bounded in time and count"
         self.base_url = base_url
         self.mix = list(mix)
         self.clients = clients
@@ -150,13 +154,6 @@ class LoadGen:
         assert not alive, f"load clients did not stop: {alive}"
         self.stopped = time.monotonic()
         return self.summary()
-
-    def wait_done(self, timeout: float) -> Summary:
-        """Wait for the load to end by itself (duration or budget), then stop it."""
-        deadline = time.monotonic() + timeout
-        for t in self._threads:
-            t.join(max(0.0, deadline - time.monotonic()))
-        return self.stop()
 
     def __enter__(self) -> LoadGen:
         return self.start()

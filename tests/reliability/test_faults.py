@@ -208,11 +208,46 @@ def test_two_quick_sighups_under_load_fail_nothing(serve: StartServer) -> None:
         new = wait_workers(server.pid, 2, exclude=old)
     results = load.results
     print(f"SIGHUP x2 under load ({CLIENTS} clients): {figures(results)}")
-    print(server.log())
     assert server.log().count("SIGHUP: replacing workers") == 2
     assert all(r.ok for r in results), f"{figures(results)}: {failures(results)}"
     answered_by = {r.note for r in results[-40:]}
     assert answered_by <= {str(pid) for pid in new}, (answered_by, new)
+    assert server.proc.poll() is None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: a worker retired by SIGHUP while it is still starting dies of SIGTERM (the default "
+    "disposition until the core installs its handler) and the supervisor counts it as a crash at boot: an "
+    "ERROR 'killed by SIGTERM ... starting a new one', the restart backoff delays the next replacement while "
+    "no worker accepts, and with the crash-loop rule enough quick reloads stop the server",
+)
+def test_quick_successive_reloads_are_not_mistaken_for_crashes(serve: StartServer) -> None:
+    server = serve(APP, "--workers", "2")
+    seen = wait_workers(server.pid, 2)
+    reloads = 4
+
+    def replacements() -> set[int] | None:
+        fresh = live_children(server.pid) - seen
+        return fresh if len(fresh) >= 2 else None
+
+    with LoadGen(server.url, mix(), clients=2, duration=30) as load:
+        load.wait_for(lambda rs: ok_count(rs) >= 100, 15, "100 requests before the reloads")
+        # Each reload as soon as the previous one's replacements exist (they are still starting).
+        for _ in range(reloads):
+            server.signal(signal.SIGHUP)
+            seen |= wait_until(replacements, 10, "the replacements")
+        t_last = time.monotonic()
+        load.wait_for(lambda rs: sum(1 for r in rs if r.start > t_last) >= 100, 15, "100 requests after the reloads")
+    results = load.results
+    slowest = max(r.end - r.start for r in results)
+    spurious = server.log().count("starting a new one")
+    print(
+        f"{reloads} quick SIGHUPs under load (2 clients): {figures(results)}; slowest request {slowest:.2f}s;"
+        f" {spurious} retired workers logged as crashed"
+    )
+    assert spurious == 0, server.log()[-3000:]
+    assert all(r.ok for r in results), f"{figures(results)}: {failures(results)}"
     assert server.proc.poll() is None
 
 
