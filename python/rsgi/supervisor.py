@@ -221,7 +221,11 @@ class Supervisor:
                 self.scoreboard.give_back(child.slot)
             if self.stopping is not None or child is None:
                 continue
-            if child.retiring and code == 0:
+            if child.retiring:
+                # Asked to go (recycling, HUP, scale-down): not a crash, whatever the code (one
+                # retired while still booting dies of the SIGTERM before its handlers exist).
+                if code != 0:
+                    log.info("retired worker %d exited with %s", pid, code)
                 continue
             lived = time.monotonic() - child.started
             if code == worker.EXIT_BOOT_ERROR:

@@ -215,13 +215,6 @@ def test_two_quick_sighups_under_load_fail_nothing(serve: StartServer) -> None:
     assert server.proc.poll() is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a worker retired by SIGHUP while it is still starting dies of SIGTERM (the default "
-    "disposition until the core installs its handler) and the supervisor counts it as a crash at boot: an "
-    "ERROR 'killed by SIGTERM ... starting a new one', the restart backoff delays the next replacement while "
-    "no worker accepts, and with the crash-loop rule enough quick reloads stop the server",
-)
 def test_quick_successive_reloads_are_not_mistaken_for_crashes(serve: StartServer) -> None:
     server = serve(APP, "--workers", "2")
     seen = wait_workers(server.pid, 2)
