@@ -91,7 +91,6 @@ SCENARIOS: dict[str, Scenario] = {
             websocket=True,
             asgi_app="wsecho:application",
             ready_path="/ahello",
-            pending="websockets",
         ),
         Scenario(
             "h2-hello",

@@ -43,6 +43,8 @@ pub struct ServerConfig {
     pub access_log: Option<String>,
     /// gunicorn-style `access_log_format`.
     pub access_log_format: String,
+    /// Concurrent requests per worker past which new ones get 503 (usize::MAX: no limit).
+    pub limit_concurrency: usize,
     /// Mount point of the app (`SCRIPT_NAME` / ASGI `root_path`).
     pub root_path: String,
 }
@@ -66,6 +68,7 @@ impl Default for ServerConfig {
             ws_ping_interval: Duration::from_secs(20),
             ws_ping_timeout: Duration::from_secs(20),
             root_path: String::new(),
+            limit_concurrency: usize::MAX,
             access_log: None,
             access_log_format: crate::http::access_log::DEFAULT_FORMAT.to_owned(),
         }
@@ -105,6 +108,10 @@ impl<'a, 'py> FromPyObject<'a, 'py> for ServerConfig {
                 } else {
                     f
                 }
+            },
+            limit_concurrency: match get("limit_concurrency")?.extract::<usize>()? {
+                0 => usize::MAX,
+                n => n,
             },
             root_path: get("root_path")?.extract::<String>()?.trim_end_matches('/').to_owned(),
         })

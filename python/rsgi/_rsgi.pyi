@@ -1,11 +1,13 @@
 """Stub of the compiled core (src/lib.rs)."""
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Protocol
 
 __version__: str
 
 class _ServerConfig(Protocol):
+    """What the core reads from `rsgi.config.Config` (src/config.rs)."""
+
     runtime_threads: int
     keepalive: float
     body_timeout: float
@@ -21,13 +23,42 @@ class _ServerConfig(Protocol):
     ws_max_size: int
     ws_ping_interval: float
     ws_ping_timeout: float
+    limit_concurrency: int
+    access_log_format: str
     root_path: str
+    def access_log_target(self) -> str | None: ...
 
 class Worker:
-    def __init__(self, config: _ServerConfig, fds: list[int]) -> None: ...
-    def run_wsgi(self, app: Any, base_environ: dict[str, Any]) -> None: ...
+    def __init__(self, config: _ServerConfig, fds: list[int], interface: str = "wsgi", slot: int = 0) -> None: ...
+    def run_wsgi(self, app: Any, base_environ: dict[str, Any], thread: int = 0) -> None: ...
+    def asgi_bridge(
+        self,
+        app: Any,
+        event_loop: Any,
+        run_http: Callable[[Any, dict[str, Any], Any], Awaitable[None]],
+        state: dict[str, Any] | None,
+        stopped: Any,
+    ) -> AsgiBridge: ...
     def stop(self, fast: bool = False) -> None: ...
     def shutdown(self) -> None: ...
+
+class AsgiBridge:
+    def fileno(self) -> int: ...
+    def on_wake(self) -> None: ...
+    def heartbeat(self) -> None: ...
+
+class HttpProtocol:
+    def receive(self) -> Awaitable[dict[str, Any]]: ...
+    def send(self, message: dict[str, Any]) -> Awaitable[None]: ...
+    def complete(self, exc: BaseException | None = None) -> None: ...
+
+class WebSocketProtocol:
+    def receive(self) -> Awaitable[dict[str, Any]]: ...
+    def send(self, message: dict[str, Any]) -> Awaitable[None]: ...
+    def complete(self, exc: BaseException | None = None) -> None: ...
+
+class Ready:
+    def __await__(self) -> Iterator[Any]: ...
 
 class FileWrapper:
     filelike: Any

@@ -160,6 +160,11 @@ class Config:
     ws_ping_timeout: float = setting(
         20.0, "Seconds without any frame after a ping before closing.", ("--ws-ping-timeout",)
     )
+    limit_concurrency: int = setting(
+        0,
+        "Requests per worker (queued or running) past which new ones get 503 at once (0: no limit).",
+        ("--limit-concurrency",),
+    )
     root_path: str = setting("", "Mount point of the app (SCRIPT_NAME).", ("--root-path",))
     server_header: bool = setting(True, "Send 'Server: rsgi'.", ("--server-header",), negative="--no-server-header")
     date_header: bool = setting(True, "Send a Date header.", ("--date-header",), negative="--no-date-header")
@@ -237,9 +242,6 @@ class Config:
     )
     http: str = setting("auto", "HTTP protocol (uvicorn: h11/httptools; rsgi: hyper).", ("--http",), pending=True)
     ws: str = setting("auto", "WebSocket implementation.", ("--ws",), pending=True)
-    limit_concurrency: int = setting(
-        0, "Answer 503 past this many concurrent requests.", ("--limit-concurrency",), pending=True
-    )
 
     # -- derived ---------------------------------------------------------------------------
 

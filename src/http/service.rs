@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
@@ -34,6 +34,18 @@ pub struct Shared {
     /// Tasks the drain waits for (connections, WebSocket pumps).
     pub tasks: TaskTracker,
     pub access_log: Option<Arc<AccessLog>>,
+    /// Requests of this worker between their head being accepted and their response starting
+    /// (queued or in the app), for `--limit-concurrency`.
+    pub in_flight: AtomicUsize,
+}
+
+/// Holds one unit of `Shared::in_flight` until dropped.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Serves one request. Infallible: every failure becomes a response (or a closed connection).
@@ -64,8 +76,20 @@ async fn serve(req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<ConnInfo>)
         log::info!("refused {} {}: {}", req.method(), truncate(req.uri()), status);
         return finish(response::plain(status, true), &shared);
     }
+    // --limit-concurrency: past it, answer 503 at once instead of queueing without bound
+    // (uvicorn's behaviour; the client may retry, and a load balancer will try another node).
+    let _in_flight = InFlight(&shared.in_flight);
+    if shared.in_flight.fetch_add(1, Ordering::Relaxed) >= cfg.limit_concurrency {
+        log::warn!(
+            "--limit-concurrency {} reached: 503 for {} {}",
+            cfg.limit_concurrency,
+            req.method(),
+            truncate(req.uri())
+        );
+        return finish(response::plain(StatusCode::SERVICE_UNAVAILABLE, false), &shared);
+    }
     if shared.queue.websockets() && websocket::is_upgrade(&req) {
-        return upgrade(req, shared, conn).await;
+        return upgrade(req, shared.clone(), conn).await;
     }
     let (parts, incoming) = req.into_parts();
     let body = if incoming.is_end_stream() {

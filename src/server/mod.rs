@@ -98,6 +98,7 @@ async fn serve(cfg: ServerConfig, listeners: Vec<Listener>, queue: AppQueue, sto
         stop: stop.clone(),
         tasks: tracker.clone(),
         access_log,
+        in_flight: Default::default(),
     });
     // Once a stop begins every response says `Connection: close`, so clients move on cleanly.
     let (flag, mut watch_stop) = (shared.clone(), stop.clone());
