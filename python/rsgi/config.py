@@ -197,6 +197,29 @@ class Config:
     pid: str = setting("", "Write the supervisor's pid to this file (removed at exit).", ("-p", "--pid"))
 
     # Lifecycle and logging
+    log_config: str = setting(
+        "",
+        "Logging config file: dictConfig as .json/.yaml, or fileConfig .ini; replaces rsgi's own setup.",
+        ("--log-config",),
+    )
+    env: list[str] = setting(
+        [], "KEY=VALUE set in the environment before the app loads. Repeatable.", ("-e", "--env"), conf=("raw_env",)
+    )
+    reload: bool = setting(
+        False, "Development: replace the workers when a watched file changes (needs watchfiles).", ("--reload",)
+    )
+    reload_dirs: list[str] = setting(
+        [],
+        "Directories --reload watches (default: the app's directory).",
+        ("--reload-dir",),
+        conf=("reload_extra_files",),
+    )
+    reload_include: list[str] = setting(
+        ["*.py"], "Glob patterns of files that trigger a reload.", ("--reload-include",)
+    )
+    reload_exclude: list[str] = setting(
+        [".*", "*.pyc", "__pycache__"], "Glob patterns never watched.", ("--reload-exclude",)
+    )
     access_logfile: str = setting(
         "",
         "Access log: '-' for stdout or a file (off by default, as uvicorn advises for speed).",
@@ -226,10 +249,6 @@ class Config:
     # Accepted so that existing gunicorn/uvicorn command lines and config files keep working, but
     # not acted on yet (process-manager and edge features land in later releases). Setting one
     # logs a warning at startup; nothing is silently ignored.
-    reload: bool = setting(False, "Restart workers when code changes.", ("--reload",), pending=True)
-    log_config: str = setting(
-        "", "Logging config file (dictConfig JSON/YAML or fileConfig).", ("--log-config",), pending=True
-    )
     forwarded_allow_ips: str = setting(
         "", "Proxies trusted for X-Forwarded-* headers.", ("--forwarded-allow-ips",), pending=True
     )

@@ -11,8 +11,13 @@ DATEFMT = "%Y-%m-%d %H:%M:%S %z"
 log = logging.getLogger("rsgi")
 
 
-def setup(level: str, error_log: str = "-") -> None:
-    """Configure the root logger once per process. `trace` maps to DEBUG (Python has no TRACE)."""
+def setup(level: str, error_log: str = "-", config_file: str = "") -> None:
+    """Configure logging once per process (workers inherit it across fork). With a config file
+    (--log-config) that file decides everything; otherwise one handler on the root logger.
+    `trace` maps to DEBUG (Python has no TRACE)."""
+    if config_file:
+        load_config_file(config_file)
+        return
     lvl = logging.DEBUG if level == "trace" else getattr(logging, level.upper(), logging.INFO)
     to_stderr = error_log in ("", "-")
     handler: logging.Handler = logging.StreamHandler(sys.stderr) if to_stderr else logging.FileHandler(error_log)
@@ -22,6 +27,24 @@ def setup(level: str, error_log: str = "-") -> None:
         root.removeHandler(h)
     root.addHandler(handler)
     root.setLevel(lvl)
+
+
+def load_config_file(path: str) -> None:
+    import logging.config
+
+    if path.endswith((".json", ".yaml", ".yml")):
+        with open(path) as f:
+            if path.endswith(".json"):
+                import json
+
+                config = json.load(f)
+            else:
+                import yaml  # PyYAML, only needed for YAML configs
+
+                config = yaml.safe_load(f)
+        logging.config.dictConfig(config)
+    else:
+        logging.config.fileConfig(path, disable_existing_loggers=False)
 
 
 def warn_early(message: str) -> None:

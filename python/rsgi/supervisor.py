@@ -17,7 +17,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import logs, sockets, worker
+from . import logs, reloader, sockets, worker
 from .config import Config
 from .importer import AppLoadError, load, prepare_path
 from .scoreboard import Scoreboard, rss_mb
@@ -62,12 +62,20 @@ class Supervisor:
         self.pending: list[int] = []
         self.wake_r, self.wake_w = -1, -1
         self.scoreboard = Scoreboard()
+        self.watcher: int | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def run(self) -> int:
         cfg = self.cfg
-        logs.setup(cfg.log_level, cfg.error_log)
+        try:
+            logs.setup(cfg.log_level, cfg.error_log, cfg.log_config)
+        except Exception as e:
+            logs.warn_early(f"--log-config {cfg.log_config}: {e}")
+            return 2
+        for item in cfg.env:
+            key, _, value = item.partition("=")
+            os.environ[key] = value
         if cfg.umask:
             os.umask(int(cfg.umask, 8))
         for name in cfg.pending_settings():
@@ -96,8 +104,10 @@ class Supervisor:
             with open(cfg.pid, "w") as f:
                 f.write(f"{os.getpid()}\n")
         log.info("rsgi %s starting %d worker%s", _version(), self.target, "s"[: self.target != 1])
+        if cfg.reload:
+            self.watcher = reloader.start(cfg, os.getpid(), self.sockets)
         try:
-            while self.children or self.stopping is None:
+            while self.children or self.watcher is not None or self.stopping is None:
                 self._spawn_missing()
                 self._wait(self._timeout())
                 self._handle_signals()
@@ -130,6 +140,8 @@ class Supervisor:
             for s in self.sockets:
                 s.close()
         self._signal_all(sig)
+        if self.watcher is not None:
+            self._kill(self.watcher, signal.SIGTERM)
 
     # -- workers -------------------------------------------------------------------------
 
@@ -215,6 +227,9 @@ class Supervisor:
                 return
             if pid == 0:
                 return
+            if pid == self.watcher:
+                self.watcher = None
+                continue
             child = self.children.pop(pid, None)
             code = os.waitstatus_to_exitcode(status)
             if child is not None and child.slot is not None:

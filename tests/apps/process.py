@@ -37,3 +37,9 @@ async def blocking_loop(scope, receive, send):
     await asyncio.sleep(0)
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": str(os.getpid()).encode()})
+
+
+def getenv(environ, start_response):
+    """The worker's os.environ value of the variable named in the query string."""
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [os.environ.get(environ["QUERY_STRING"], "<unset>").encode()]
