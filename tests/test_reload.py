@@ -70,3 +70,23 @@ def test_log_config_json_takes_over_logging(serve: StartServer, tmp_path: Path) 
     text = logfile.read_text()
     assert "CUSTOM INFO rsgi.supervisor: listening on" not in text  # our format is not used
     assert "CUSTOM INFO rsgi.supervisor listening on" in text
+
+
+def test_sighup_rereads_the_config_file(serve: StartServer, tmp_path: Path) -> None:
+    import signal
+
+    conf = tmp_path / "rsgi.conf.py"
+    conf.write_text("workers = 1\n")
+    server = serve("apps.process:pid", "-c", str(conf))
+    deadline = time.monotonic() + 10
+    while len(server.worker_pids()) != 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    conf.write_text("workers = 3\n")
+    server.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 15
+    while len(server.worker_pids()) != 3:
+        assert time.monotonic() < deadline, server.log()
+        time.sleep(0.05)
+    assert "SIGHUP: 3 workers" in server.log()
+    assert httpx.get(server.url + "/", timeout=5).status_code == 200

@@ -29,4 +29,4 @@ def run(app: str, **settings: Any) -> int:
             raise TypeError(f"run() got an unknown setting {key!r}")
         f = FIELDS[names[key]]
         flags[f.name] = value if f.name == "bind" and isinstance(value, list) else parse_value(f, value)
-    return Supervisor(build(flags)).run()
+    return Supervisor(build(flags), reread=lambda: build(flags)).run()

@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     from .supervisor import Supervisor
 
-    sys.exit(Supervisor(cfg).run())
+    sys.exit(Supervisor(cfg, reread=lambda: build(flags, warn=warn_early)).run())
 
 
 def print_config(cfg: Config) -> None:

@@ -14,6 +14,7 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,8 +49,10 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, reread: Callable[[], Config] | None = None) -> None:
+        """`reread` builds the Config again (config file and environment re-read) on SIGHUP."""
         self.cfg = cfg
+        self.reread = reread
         self.children: dict[int, Child] = {}
         self.target = cfg.workers
         self.sockets: list[socket.socket] = []
@@ -307,6 +310,7 @@ class Supervisor:
             elif sig == signal.SIGHUP and self.stopping is None:
                 # Replace every worker; each finishes its in-flight requests first.
                 log.info("SIGHUP: replacing workers")
+                self._reread_config()
                 for child in list(self.children.values()):
                     if not child.retiring:
                         self._retire(child, "SIGHUP")
@@ -316,6 +320,23 @@ class Supervisor:
             elif sig == signal.SIGTTOU and self.stopping is None and self.target > 1:
                 self.target -= 1
                 log.info("SIGTTOU: %d workers", self.target)
+
+    def _reread_config(self) -> None:
+        """gunicorn's HUP: the new workers run with the config file and environment as they are
+        now. Listening addresses stay (changing them needs a restart)."""
+        if self.reread is None:
+            return
+        try:
+            cfg = self.reread()
+        except Exception as e:
+            log.error("SIGHUP: the configuration could not be re-read (%s); keeping the old one", e)
+            return
+        if cfg.binds() != self.cfg.binds():
+            log.warning("SIGHUP: listening addresses changed in the config; they take effect on restart")
+        if cfg.workers != self.cfg.workers:
+            log.info("SIGHUP: %d workers", cfg.workers)
+            self.target = cfg.workers
+        self.cfg = cfg
 
     def _timeout(self) -> float:
         active = sum(1 for c in self.children.values() if not c.retiring)
