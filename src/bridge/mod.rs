@@ -56,7 +56,7 @@ pub fn serve_jobs(
         if job.reply.is_closed() {
             continue;
         }
-        slot.busy(thread, &format!("{} {}", job.head.method, job.head.uri));
+        slot.busy(thread, format_args!("{} {}", job.head.method, job.head.uri));
         handle(py, job);
         slot.idle(thread);
         slot.request_done();

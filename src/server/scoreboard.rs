@@ -53,19 +53,20 @@ impl Slot {
         }
     }
 
-    /// Thread `thread` started handling `line` (e.g. "GET /path").
-    pub fn busy(&self, thread: usize, line: &str) {
+    /// Thread `thread` started handling `line` (e.g. "GET /path"). Formats into a stack buffer,
+    /// and not at all without a scoreboard: this runs once per request on the Python thread.
+    pub fn busy(&self, thread: usize, line: std::fmt::Arguments<'_>) {
         let thread = thread.min(MAX_THREADS - 1);
         let entry = HEADER + thread * ENTRY;
         let Some(since) = self.word(entry) else { return };
-        let bytes = line.as_bytes();
-        let n = bytes.len().min(LINE);
-        for (i, b) in bytes[..n].iter().enumerate() {
+        let mut buf = Truncating { buf: [0; LINE], len: 0 };
+        let _ = std::fmt::Write::write_fmt(&mut buf, line);
+        for (i, b) in buf.buf[..buf.len].iter().enumerate() {
             // SAFETY: inside this thread's entry; single writer (this thread).
             unsafe { AtomicU8::from_ptr((self.base + entry + 9 + i) as *mut u8) }.store(*b, Ordering::Relaxed);
         }
         // SAFETY: as above.
-        unsafe { AtomicU8::from_ptr((self.base + entry + 8) as *mut u8) }.store(n as u8, Ordering::Relaxed);
+        unsafe { AtomicU8::from_ptr((self.base + entry + 8) as *mut u8) }.store(buf.len as u8, Ordering::Relaxed);
         since.store(now_ms().max(1), Ordering::Release);
     }
 
@@ -78,6 +79,43 @@ impl Slot {
 
     /// For an event loop: "alive and not blocked as of now" (a blocked loop stops refreshing it).
     pub fn heartbeat(&self, line: &str) {
-        self.busy(0, line);
+        self.busy(0, format_args!("{line}"));
+    }
+}
+
+/// A fixed buffer that keeps the first `LINE` bytes written to it and drops the rest.
+struct Truncating {
+    buf: [u8; LINE],
+    len: usize,
+}
+
+impl std::fmt::Write for Truncating {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let n = s.len().min(LINE - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_lines_are_truncated_to_the_entry() {
+        let mut t = Truncating { buf: [0; LINE], len: 0 };
+        let long = "x".repeat(300);
+        std::fmt::Write::write_fmt(&mut t, format_args!("GET /{long}")).unwrap();
+        assert_eq!(t.len, LINE);
+        assert_eq!(&t.buf[..5], b"GET /");
+    }
+
+    #[test]
+    fn a_slot_without_a_scoreboard_does_nothing() {
+        let slot = Slot::new(0);
+        slot.busy(0, format_args!("GET /"));
+        slot.idle(0);
+        slot.request_done();
     }
 }
