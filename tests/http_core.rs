@@ -9,7 +9,6 @@ use std::time::Duration;
 use _rsgi::config::ServerConfig;
 use _rsgi::http::app::{AppResponse, ThreadQueue};
 use _rsgi::http::body::ResponseBody;
-use _rsgi::http::request::RequestBody;
 use _rsgi::server::Server;
 use http::{HeaderMap, StatusCode};
 
@@ -22,10 +21,7 @@ fn start(cfg: ServerConfig) -> (Server, u16) {
     drop(listener); // the server holds its own duplicate
     std::thread::spawn(move || {
         for job in jobs.iter() {
-            let len = match &job.body {
-                RequestBody::Memory(b) => b.len() as u64,
-                RequestBody::Spooled { len, .. } => *len,
-            };
+            let len = job.body.len();
             let text = format!("{} {} {}", job.head.method, job.head.uri.path(), len);
             let body = ResponseBody::full(text);
             let _ = job.reply.send(AppResponse { status: StatusCode::OK, headers: HeaderMap::new(), body });
