@@ -4,6 +4,7 @@ The supervisor reads each worker's counters from the shared scoreboard (src/serv
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -112,3 +113,85 @@ def test_umask_applies_to_files_the_server_creates(serve: StartServer, tmp_path:
     wait_until(sock.exists, 10, "the unix socket")
     assert (os.stat(sock).st_mode & 0o077) == 0
     server.stop()
+
+
+def test_workers_lifetime_replaces_workers_without_failing_requests(serve: StartServer, tmp_path: Path) -> None:
+    errors = tmp_path / "error.log"
+    server = serve("apps.process:pid", "--workers-lifetime", "1", "--error-log", str(errors))
+    pids: set[int] = set()
+    sent = 0
+    deadline = time.monotonic() + 20
+    with httpx.Client(timeout=5) as c:
+        while len(pids) < 3 and time.monotonic() < deadline:
+            r = c.get(server.url + "/")
+            sent += 1
+            assert r.status_code == 200, f"request {sent} failed"
+            pids.add(int(r.text))
+    assert len(pids) >= 3, f"workers were not replaced after {sent} requests: {pids}"
+    log = errors.read_text()
+    assert "(--workers-lifetime)" in log
+    assert "starting a new one" not in log  # a retirement, not a crash
+
+
+def test_usr1_reopens_the_access_log_and_the_error_log(serve: StartServer, tmp_path: Path) -> None:
+    """logrotate's recipe: move the files away, send USR1, and new lines go to new files."""
+    access, errors = tmp_path / "access.log", tmp_path / "error.log"
+    server = serve(
+        "apps.process:logline",
+        "--workers",
+        "2",
+        "--access-logfile",
+        str(access),
+        "--access-logformat",
+        "%(r)s %(s)s",
+        "--error-log",
+        str(errors),
+    )
+    with httpx.Client(timeout=5) as c:
+        assert c.get(server.url + "/?before").status_code == 200
+        wait_until(lambda: "?before" in access.read_text(), 5, "the first access line")
+        access.rename(tmp_path / "access.log.1")
+        errors.rename(tmp_path / "error.log.1")
+        server.signal(signal.SIGUSR1)
+        wait_until(lambda: errors.exists() and "SIGUSR1: log files reopened" in errors.read_text(), 10, "supervisor")
+        # The workers get the signal from the supervisor; poll until both have reopened (each
+        # request goes to whichever worker accepts it, so send a few per round).
+        seen: set[str] = set()
+
+        def both_workers_write_new_files() -> bool:
+            for i in range(4):
+                pid = c.get(server.url + f"/?after-{i}", headers={"Connection": "close"}).text
+                new_access = access.read_text() if access.exists() else ""
+                if f"?after-{i}" in new_access and f"logline after-{i}" in errors.read_text():
+                    seen.add(pid)
+            return len(seen) == 2
+
+        wait_until(both_workers_write_new_files, 15, "both workers to write to the new files")
+    old_access = (tmp_path / "access.log.1").read_text()
+    assert "GET /?before HTTP/1.1 200" in old_access
+    assert "logline before" in (tmp_path / "error.log.1").read_text()
+    assert server.stop() == 0
+    assert "Traceback" not in errors.read_text()
+
+
+def test_env_file_is_loaded_and_env_flags_win(serve: StartServer, tmp_path: Path) -> None:
+    dotenv = tmp_path / "app.env"
+    dotenv.write_text('# settings\nRSGI_TEST_A=from-file\nRSGI_TEST_B="quoted value"\nRSGI_TEST_C=file\n')
+    server = serve(
+        "apps.process:getenv",
+        "--env-file",
+        str(dotenv),
+        "-e",
+        "RSGI_TEST_C=flag",
+        env={"RSGI_TEST_A": "from-environment"},
+    )
+    with httpx.Client(timeout=5) as c:
+        assert c.get(server.url + "/?RSGI_TEST_A").text == "from-environment"
+        assert c.get(server.url + "/?RSGI_TEST_B").text == "quoted value"
+        assert c.get(server.url + "/?RSGI_TEST_C").text == "flag"
+
+
+def test_missing_env_file_is_a_clear_error(serve: StartServer, tmp_path: Path) -> None:
+    server = serve("apps.process:getenv", "--env-file", str(tmp_path / "nope.env"), ready=False)
+    assert server.wait() == 2
+    assert "--env-file" in server.log() and "no such file" in server.log()

@@ -271,6 +271,19 @@ def test_sigquit_is_a_fast_stop(serve: StartServer, marker: Path) -> None:
     assert server.wait(15) == 0
 
 
+def test_sigquit_during_a_graceful_stop_makes_it_fast(serve: StartServer, marker: Path) -> None:
+    server = serve(SUPERVISION_APP, env={"RSGI_TEST_MARKER": str(marker)})
+    request = start_slow_request(server, marker, 10)
+    server.signal(signal.SIGTERM)
+    server.wait_log("stopping 1 worker (SIGTERM)")
+    t_quit = time.monotonic()
+    server.signal(signal.SIGQUIT)
+    request.join(10)
+    assert request.response is None, "the 10 s request should have been cut off"
+    assert request.finished_at - t_quit < 3.0
+    assert server.wait(15) == 0
+
+
 def test_sigint_stops_like_sigterm(serve: StartServer) -> None:
     server = serve("apps.basic:hello")
     server.signal(signal.SIGINT)

@@ -191,6 +191,12 @@ class Config:
         "Replace a worker whose resident memory exceeds this many MB, after it finishes its requests (0: off).",
         ("--max-worker-memory",),
     )
+    workers_lifetime: float = setting(
+        0.0,
+        "Replace a worker after it has run this many seconds, plus a random 0-10% so workers don't all "
+        "restart at once (0: never). The worker finishes its requests first.",
+        ("--workers-lifetime",),
+    )
     user: str = setting("", "Workers switch to this user (name or uid) after the sockets are bound.", ("-u", "--user"))
     group: str = setting("", "Workers switch to this group (name or gid).", ("-g", "--group"))
     umask: str = setting("", "File mode creation mask, octal (e.g. 027).", ("-m", "--umask"))
@@ -204,6 +210,12 @@ class Config:
     )
     env: list[str] = setting(
         [], "KEY=VALUE set in the environment before the app loads. Repeatable.", ("-e", "--env"), conf=("raw_env",)
+    )
+    env_file: str = setting(
+        "",
+        "Load KEY=VALUE lines from this dotenv file into the environment before the app loads "
+        "(needs python-dotenv); --env wins over it.",
+        ("--env-file",),
     )
     reload: bool = setting(
         False, "Development: replace the workers when a watched file changes (needs watchfiles).", ("--reload",)

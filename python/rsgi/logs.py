@@ -29,6 +29,26 @@ def setup(level: str, error_log: str = "-", config_file: str = "") -> None:
     root.setLevel(lvl)
 
 
+def reopen_files() -> None:
+    """SIGUSR1 (after logrotate moved the files): every logging.FileHandler in this process
+    closes its file and opens the path again. Handlers that manage rotation themselves
+    (RotatingFileHandler and friends reopen on their own schedule; WatchedFileHandler notices a
+    moved file) are reopened the same way, which is harmless for them."""
+    handlers = set(logging.getLogger().handlers)
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        if isinstance(logger, logging.Logger):
+            handlers.update(logger.handlers)
+    for h in handlers:
+        if isinstance(h, logging.FileHandler):
+            h.acquire()
+            try:
+                if h.stream is not None:
+                    h.stream.close()
+                h.stream = h._open()
+            finally:
+                h.release()
+
+
 def load_config_file(path: str) -> None:
     import logging.config
 

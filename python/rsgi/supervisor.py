@@ -42,6 +42,8 @@ class Child:
     # Requests after which this worker is recycled (--max-requests plus its own jitter); 0: never.
     max_requests: int = 0
     started: float = field(default_factory=time.monotonic)
+    # Seconds after which this worker is recycled (--workers-lifetime plus its jitter); 0: never.
+    lifetime: float = 0.0
     # Asked to finish and exit (recycling, HUP, scale-down): not counted as a live worker.
     retiring: bool = False
     # When --timeout sent SIGABRT (SIGKILL follows if it is still there KILL_SLACK later).
@@ -76,9 +78,11 @@ class Supervisor:
         except Exception as e:
             logs.warn_early(f"--log-config {cfg.log_config}: {e}")
             return 2
-        for item in cfg.env:
-            key, _, value = item.partition("=")
-            os.environ[key] = value
+        try:
+            apply_env(cfg)
+        except (OSError, ImportError) as e:
+            log.error("--env-file %s: %s", cfg.env_file, e)
+            return 2
         if cfg.umask:
             os.umask(int(cfg.umask, 8))
         for name in cfg.pending_settings():
@@ -142,6 +146,9 @@ class Supervisor:
             # then new connections are refused instead of waiting for a worker that won't come.
             for s in self.sockets:
                 s.close()
+        elif sig == signal.SIGQUIT:
+            # QUIT during a graceful stop makes it fast (the workers do the same).
+            self.stopping = min(self.stopping, time.monotonic() + KILL_SLACK)
         self._signal_all(sig)
         if self.watcher is not None:
             self._kill(self.watcher, signal.SIGTERM)
@@ -196,6 +203,8 @@ class Supervisor:
                 continue
             if child.max_requests and self.scoreboard.requests(child.slot) >= child.max_requests:
                 self._retire(child, f"served {child.max_requests} requests (--max-requests)")
+            elif child.lifetime and now - child.started >= child.lifetime:
+                self._retire(child, f"ran {child.lifetime:.0f}s (--workers-lifetime)")
             elif cfg.max_worker_memory and (mb := rss_mb(child.pid)) > cfg.max_worker_memory:
                 self._retire(child, f"uses {mb:.0f} MB (--max-worker-memory {cfg.max_worker_memory})")
 
@@ -204,9 +213,10 @@ class Supervisor:
         limit = 0
         if self.cfg.max_requests > 0:
             limit = self.cfg.max_requests + random.randint(0, max(0, self.cfg.max_requests_jitter))
+        lifetime = self.cfg.workers_lifetime * random.uniform(1.0, 1.1) if self.cfg.workers_lifetime > 0 else 0.0
         pid = os.fork()
         if pid:
-            child = self.children[pid] = Child(pid, slot, limit)
+            child = self.children[pid] = Child(pid, slot, limit, lifetime=lifetime)
             return child
         # In the child: never return into the supervisor's loop.
         code = 1
@@ -295,6 +305,7 @@ class Supervisor:
             signal.SIGHUP,
             signal.SIGTTIN,
             signal.SIGTTOU,
+            signal.SIGUSR1,
             signal.SIGCHLD,
         ):
             signal.signal(sig, self._on_signal)
@@ -314,6 +325,11 @@ class Supervisor:
                 for child in list(self.children.values()):
                     if not child.retiring:
                         self._retire(child, "SIGHUP")
+            elif sig == signal.SIGUSR1:
+                # logrotate's postrotate: reopen our log files, then each worker reopens its own.
+                logs.reopen_files()
+                log.info("SIGUSR1: log files reopened")
+                self._signal_all(signal.SIGUSR1)
             elif sig == signal.SIGTTIN and self.stopping is None:
                 self.target += 1
                 log.info("SIGTTIN: %d workers", self.target)
@@ -355,6 +371,24 @@ class Supervisor:
             with contextlib.suppress(BlockingIOError):
                 while os.read(self.wake_r, 4096):
                     pass
+
+
+def apply_env(cfg: Config) -> None:
+    """--env-file, then --env. As with uvicorn, a variable already in the environment wins over
+    the file (so `docker run -e` overrides it); --env wins over both."""
+    if cfg.env_file:
+        if not os.path.isfile(cfg.env_file):
+            raise FileNotFoundError(f"no such file: {cfg.env_file}")
+        try:
+            from dotenv import dotenv_values
+        except ImportError:
+            raise ImportError("reading an env file needs python-dotenv (pip install python-dotenv)") from None
+        for key, value in dotenv_values(cfg.env_file).items():
+            if value is not None:
+                os.environ.setdefault(key, value)
+    for item in cfg.env:
+        key, _, value = item.partition("=")
+        os.environ[key] = value
 
 
 def _version() -> str:

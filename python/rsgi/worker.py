@@ -52,9 +52,10 @@ class ErrorStream:
 
 
 def prepare_signals() -> None:
-    """Before the Rust core starts. tokio takes over TERM/INT/QUIT when it starts; until then
-    TERM and QUIT keep their default (die), and INT is ignored so that Python's own handler can
-    never raise KeyboardInterrupt inside an app later. Supervisor-only signals are ignored."""
+    """Before the Rust core starts. tokio takes over TERM/INT/QUIT/USR1 when it starts; until
+    then TERM and QUIT keep their default (die), INT is ignored so that Python's own handler can
+    never raise KeyboardInterrupt inside an app later, and USR1 (reopen logs) is ignored rather
+    than fatal. Supervisor-only signals are ignored."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGQUIT, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -30,3 +30,13 @@ pub fn error(py: Python<'_>, msg: &str) {
         e.print(py);
     }
 }
+
+/// SIGUSR1: the worker's Python log files (`logging.FileHandler`s) close and reopen their paths.
+/// Runs on a tokio blocking thread, attaching for this one call (signals are rare).
+pub fn reopen_files() {
+    Python::attach(|py| {
+        if let Err(e) = py.import("rsgi.logs").and_then(|m| m.call_method0(intern!(py, "reopen_files"))) {
+            e.print(py);
+        }
+    });
+}

@@ -12,6 +12,7 @@ use pyo3::types::PyDict;
 
 use crate::asgi::AsgiBridge;
 use crate::bridge::event_loop::LoopQueue;
+use crate::bridge::log;
 use crate::config::ServerConfig;
 use crate::http::app::{AppQueue, JobReceiver, ThreadQueue};
 use crate::server::scoreboard::Slot;
@@ -53,6 +54,12 @@ impl Worker {
             other => return Err(PyValueError::new_err(format!("unknown interface {other:?}"))),
         };
         let server = Server::start(config, &fds, queue).map_err(os_err)?;
+        let mut reopen = server.reopen_events();
+        server.handle().spawn(async move {
+            while reopen.changed().await.is_ok() {
+                let _ = tokio::task::spawn_blocking(log::reopen_files).await;
+            }
+        });
         let done = server.done().clone();
         Ok(Self { server: Mutex::new(server), jobs, loop_queue, done, root_path, slot: Slot::new(slot) })
     }

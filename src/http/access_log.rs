@@ -39,18 +39,54 @@ pub struct Entry {
 
 pub struct AccessLog {
     parts: Vec<Part>,
-    tx: mpsc::Sender<String>,
+    tx: mpsc::Sender<Msg>,
+}
+
+enum Msg {
+    Line(String),
+    /// SIGUSR1: close the file and open the path again (after logrotate moved it).
+    Reopen,
+}
+
+/// Where lines go: stdout, or a file that can be reopened by path.
+enum Sink {
+    Stdout(std::io::Stdout),
+    File(String, std::fs::File),
+}
+
+impl Sink {
+    fn open(target: &str) -> std::io::Result<Self> {
+        if target == "-" {
+            return Ok(Sink::Stdout(std::io::stdout()));
+        }
+        Ok(Sink::File(target.to_owned(), open_append(target)?))
+    }
+}
+
+impl std::io::Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sink::Stdout(out) => out.write(buf),
+            Sink::File(_, f) => f.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::Stdout(out) => out.flush(),
+            Sink::File(_, f) => f.flush(),
+        }
+    }
+}
+
+fn open_append(path: &str) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new().create(true).append(true).open(path)
 }
 
 impl AccessLog {
     /// `target` is "-" for stdout or a file path (appended to).
     pub fn open(target: &str, format: &str) -> std::io::Result<Self> {
-        let out: Box<dyn std::io::Write + Send> = if target == "-" {
-            Box::new(std::io::stdout())
-        } else {
-            Box::new(std::fs::OpenOptions::new().create(true).append(true).open(target)?)
-        };
-        let (tx, rx) = mpsc::channel::<String>();
+        let out = Sink::open(target)?;
+        let (tx, rx) = mpsc::channel::<Msg>();
         std::thread::Builder::new().name("rsgi-access-log".into()).spawn(move || write_lines(rx, out))?;
         Ok(Self { parts: parse(format), tx })
     }
@@ -58,17 +94,36 @@ impl AccessLog {
     /// Formats and queues one line; `sent` is the number of body bytes written.
     pub fn record(&self, e: &Entry, sent: u64) {
         let line = render(&self.parts, e, sent);
-        let _ = self.tx.send(line);
+        let _ = self.tx.send(Msg::Line(line));
+    }
+
+    /// Reopens the file by its path once the lines queued before this call are written.
+    pub fn reopen(&self) {
+        let _ = self.tx.send(Msg::Reopen);
     }
 }
 
 /// Writes lines as they come, flushing whenever the queue runs dry (one write per burst).
-fn write_lines(rx: mpsc::Receiver<String>, out: Box<dyn std::io::Write + Send>) {
+fn write_lines(rx: mpsc::Receiver<Msg>, out: Sink) {
     let mut out = std::io::BufWriter::new(out);
-    while let Ok(line) = rx.recv() {
-        let _ = out.write_all(line.as_bytes());
-        while let Ok(line) = rx.try_recv() {
-            let _ = out.write_all(line.as_bytes());
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                Msg::Line(line) => {
+                    let _ = out.write_all(line.as_bytes());
+                }
+                Msg::Reopen => {
+                    let _ = out.flush();
+                    if let Sink::File(path, file) = out.get_mut() {
+                        match open_append(path) {
+                            Ok(f) => *file = f,
+                            Err(e) => log::error!("could not reopen the access log {path:?}: {e}"),
+                        }
+                    }
+                }
+            }
+            next = rx.try_recv().ok();
         }
         let _ = out.flush();
     }

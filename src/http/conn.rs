@@ -67,8 +67,17 @@ pub async fn serve(
         }
         how = stop.wait_for(|s| *s != Stop::Running) => how.map(|s| *s).unwrap_or(Stop::Fast),
     };
+    if how == Stop::Fast {
+        return;
+    }
+    // Graceful: wait for the connection, up to the grace period, unless a fast stop follows.
     let grace = how.grace(shared.cfg.graceful_timeout);
-    if tokio::time::timeout(grace, conn).await.is_err() {
-        log::warn!("closing a connection still busy after the graceful timeout ({grace:?})");
+    tokio::select! {
+        res = tokio::time::timeout(grace, conn) => {
+            if res.is_err() {
+                log::warn!("closing a connection still busy after the graceful timeout ({grace:?})");
+            }
+        }
+        _ = stop.wait_for(|s| *s == Stop::Fast) => {}
     }
 }

@@ -26,6 +26,7 @@ pub struct Server {
     runtime: Option<Runtime>,
     stop: watch::Sender<Stop>,
     done: crossbeam_channel::Receiver<()>,
+    reopen: watch::Receiver<u64>,
 }
 
 impl Server {
@@ -43,13 +44,21 @@ impl Server {
         };
         let (stop, stop_rx) = watch::channel(Stop::Running);
         let (done_tx, done) = crossbeam_channel::bounded::<()>(0);
-        runtime.spawn(signals.forward(stop.clone()));
+        let (reopen_tx, reopen) = watch::channel(0u64);
+        runtime.spawn(signals.forward(stop.clone(), reopen_tx));
+        let log_reopen = reopen.clone();
         runtime.spawn(async move {
-            serve(cfg, listeners, queue.clone(), stop_rx).await;
+            serve(cfg, listeners, queue.clone(), stop_rx, log_reopen).await;
             queue.stopped();
             drop(done_tx);
         });
-        Ok(Self { runtime: Some(runtime), stop, done })
+        Ok(Self { runtime: Some(runtime), stop, done, reopen })
+    }
+
+    /// Changes on each SIGUSR1: the access log reopens itself; the bridge reopens Python's
+    /// log files when it sees a change.
+    pub fn reopen_events(&self) -> watch::Receiver<u64> {
+        self.reopen.clone()
     }
 
     /// Asks the server to stop (as SIGTERM would, or SIGQUIT when `fast`).
@@ -75,7 +84,13 @@ impl Server {
     }
 }
 
-async fn serve(cfg: ServerConfig, listeners: Vec<Listener>, queue: AppQueue, stop: watch::Receiver<Stop>) {
+async fn serve(
+    cfg: ServerConfig,
+    listeners: Vec<Listener>,
+    queue: AppQueue,
+    stop: watch::Receiver<Stop>,
+    mut reopen: watch::Receiver<u64>,
+) {
     let builder = Arc::new(conn::http1_builder(&cfg));
     // Connection cap: a permit is taken before `accept`, so past the cap new connections wait
     // in the kernel's listen backlog (where another worker may pick them up) instead of here.
@@ -91,6 +106,13 @@ async fn serve(cfg: ServerConfig, listeners: Vec<Listener>, queue: AppQueue, sto
         },
         None => None,
     };
+    if let Some(log) = access_log.clone() {
+        tokio::spawn(async move {
+            while reopen.changed().await.is_ok() {
+                log.reopen();
+            }
+        });
+    }
     let shared = Arc::new(Shared {
         cfg,
         queue,

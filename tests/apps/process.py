@@ -43,3 +43,10 @@ def getenv(environ, start_response):
     """The worker's os.environ value of the variable named in the query string."""
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [os.environ.get(environ["QUERY_STRING"], "<unset>").encode()]
+
+
+def logline(environ, start_response):
+    """Writes the query string to wsgi.errors (the worker's error log) and answers its pid."""
+    environ["wsgi.errors"].write(f"logline {environ['QUERY_STRING']}\n")
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(os.getpid()).encode()]
