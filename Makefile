@@ -16,7 +16,7 @@ install:  ## build rsgi (release) into this Python, with the test dependencies
 serve:  ## install rsgi and serve the Django example on http://127.0.0.1:8000
 	$(PY) -m pip install -q -e . -r $(EXAMPLE)/requirements.txt
 	cd $(EXAMPLE) && $(PY) manage.py migrate --noinput && $(PY) manage.py collectstatic --noinput -v 0
-	$(PY) -m rsgi mysite.wsgi:application --chdir $(EXAMPLE) --bind 127.0.0.1:8000 --workers 2
+	$(PY) -m rsgi mysite.wsgi:application --chdir $(EXAMPLE) --bind 127.0.0.1:8000 --workers 2 --static-django
 
 test: install lint test-rust test-python  ## the whole suite: build, lint, Rust tests, pytest
 

@@ -3,7 +3,8 @@
 - `run_wrk`: HTTP/1.1, `wrk -t1 --latency` (apt: wrk);
 - `run_h2load`: cleartext HTTP/2 with prior knowledge, `h2load -t1 -m1` (apt: nghttp2-client), percentiles from its
   per-request log;
-- `run_ws`: websocket echo, bench/wsload.py (Python asyncio + the `websockets` package from uvicorn[standard]).
+- `run_ws`: websocket echo, bench/wsload-rs (Rust, built by setup.sh) or, when it is not built, bench/wsload.py
+  (Python asyncio + the `websockets` package from uvicorn[standard]); `ws_client` picks one.
 
 `IdleClients` runs bench/idle_clients.py beside a load: idle keep-alive connections for the slow-clients mix.
 Each load's own CPU time (the `client CPU s` column) is the rusage of the finished child.
@@ -150,13 +151,32 @@ def run_h2load(url: str, connections: int, duration: float, timeout: float, tmp:
 # --------------------------------------------------------------------------------------------------- websockets
 
 
-def run_ws(python: str, url: str, connections: int, duration: float, warmup: float, timeout: float) -> LoadResult:
-    argv = [python, str(BENCH_DIR / "wsload.py"), url, "--connections", str(connections)]
+WSLOAD_RS = BENCH_DIR / "wsload-rs" / "target" / "release" / "wsload-rs"
+WS_CLIENTS = ("auto", "rust", "python")
+
+
+def ws_client(python: str, choice: str = "auto", websockets_version: str = "?") -> tuple[str, list[str]]:
+    """The websocket load client: (name for the report, argv before the URL).
+
+    The Rust one when built (bench/setup.sh): the Python one saturates its core at ~13k msg/s, below what the
+    servers can echo. Chosen once per benchmark run so every ws cell uses the same client.
+    """
+    if choice == "rust" or (choice == "auto" and WSLOAD_RS.is_file()):
+        if not WSLOAD_RS.is_file():
+            raise SystemExit(f"{WSLOAD_RS} is not built: bash bench/setup.sh")
+        return "bench/wsload-rs (Rust, tokio-tungstenite, 1 thread)", [str(WSLOAD_RS)]
+    name = f"bench/wsload.py (Python websockets {websockets_version}, 1 event loop)"
+    return name, [python, str(BENCH_DIR / "wsload.py")]
+
+
+def run_ws(client: list[str], url: str, connections: int, duration: float, warmup: float, timeout: float) -> LoadResult:
+    argv = [*client, url, "--connections", str(connections)]
     argv += ["--duration", f"{duration:g}", "--warmup", f"{warmup:g}", "--timeout", f"{timeout:g}"]
     done, cpu = _run_timed(argv, duration + warmup + timeout + 60)
     text = done.stdout + done.stderr
     if done.returncode != 0:
-        return LoadResult(output=text, failure=f"wsload.py exited with {done.returncode}: {done.stderr[-300:]}")
+        tool = Path(client[-1]).name
+        return LoadResult(output=text, failure=f"{tool} exited with {done.returncode}: {done.stderr[-300:]}")
     data = json.loads(done.stdout.strip().splitlines()[-1])
     res = LoadResult(
         rps=data["messages_per_s"],

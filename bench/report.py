@@ -162,11 +162,11 @@ def _overview(summary: dict, servers: list[str]) -> list[str]:
     return [*out, ""]
 
 
-def _cell_table(data: dict, base: str, paths: dict) -> list[str]:
+def _cell_table(data: dict, base: str, paths: dict, ws_client: str) -> list[str]:
     sc = SCENARIOS[data["scenario"]]
     conns = data["connections"]
     path = paths.get(sc.name, sc.path)
-    load = {"http": "wrk -t1", "h2": "h2load -t1 -m1", "ws": "bench/wsload.py"}[sc.kind]
+    load = {"http": "wrk -t1", "h2": "h2load -t1 -m1", "ws": ws_client}[sc.kind]
     extra = f" while {sc.idle_clients} idle keep-alive connections are held open" if sc.idle_clients else ""
     out = [f"## {sc.name} — {sc.method} {path}, {conns} connections", "", f"{sc.what}. Load: `{load}`{extra}.", ""]
     for iface, ceil in data["ceilings"].items():
@@ -230,7 +230,7 @@ def render_markdown(meta: dict, summary: dict, runs: list[Run], chart_name: str 
         f"| python (servers) | {m['python']} (`{m['python_executable']}`) |",
         f"| django | {m['django']} |",
         f"| load generators | {m['wrk']} (`-t1 --timeout {cfg['timeout']:g}s`); {m['h2load']}; "
-        f"websockets {m['websockets']} |",
+        f"{m.get('ws_client') or 'websockets ' + m['websockets']} |",
         f"| open files limit (soft) | {m['nofile']} |",
         f"| load average at start / end (1, 5, 15 min) | {fmt_load(m['loadavg_start'])} "
         f"/ {fmt_load(m['loadavg_end'])} |",
@@ -262,7 +262,7 @@ def render_markdown(meta: dict, summary: dict, runs: list[Run], chart_name: str 
         out += [f"![requests/s per server and scenario]({chart_name})", ""]
     out += _overview(summary, cfg["servers"])
     for data in summary.values():
-        out += _cell_table(data, base, meta.get("paths", {}))
+        out += _cell_table(data, base, meta.get("paths", {}), m.get("ws_client", "bench/wsload.py"))
     out += _failures(runs)
     out += ["## Commands", "", "As run (first run of each server; the port changes every run):", ""]
     shown = set()

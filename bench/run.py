@@ -4,7 +4,7 @@
     bench/.venv/bin/python bench/run.py       # every server, every scenario, at 64 and 1,000 connections
 
 Per round, per scenario, per connections value, every server the scenario applies to is started fresh on a free
-127.0.0.1 port, warmed up, loaded (wrk, h2load or bench/wsload.py), measured (throughput, latency, errors, RSS
+127.0.0.1 port, warmed up, loaded (wrk, h2load or bench/wsload-rs), measured (throughput, latency, errors, RSS
 and CPU of its process tree) and stopped; the server order rotates each round. Medians over rounds go into a
 markdown report, the raw JSON and a PNG chart under bench/results/ (and latest.md/latest.png after a full run).
 
@@ -32,7 +32,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import psutil
-from loadgen import IdleClients, LoadResult, python_info, run_h2load, run_wrk, run_ws
+from loadgen import WS_CLIENTS, IdleClients, LoadResult, python_info, run_h2load, run_wrk, run_ws, ws_client
 from procs import (
     HOST,
     RssSampler,
@@ -46,6 +46,7 @@ from procs import (
 )
 from report import Run, fmt, render_chart, render_markdown, summarise
 from scenarios import (
+    BIG_STATIC,
     DEFAULT_SCENARIOS,
     SCENARIOS,
     Scenario,
@@ -84,7 +85,11 @@ def prepare_app(python: str, app_dir: Path, tmp: Path) -> tuple[dict, Path]:
         done = subprocess.run([python, "manage.py", *step], cwd=app_dir, env=env, capture_output=True, text=True)
         if done.returncode != 0:
             raise SystemExit(f"`manage.py {' '.join(step)}` failed:\n{done.stdout}\n{done.stderr}")
-    return env, app_dir / "staticfiles"
+    static_root = app_dir / "staticfiles"
+    big = static_root / BIG_STATIC
+    if not big.is_file() or big.stat().st_size != 1024 * 1024:
+        big.write_bytes(os.urandom(1024 * 1024))
+    return env, static_root
 
 
 def _first_line(argv: list[str]) -> str:
@@ -145,7 +150,7 @@ def _load(sc: Scenario, port: int, conns: int, duration: float, cfg: argparse.Na
     if sc.kind == "h2":
         return run_h2load(f"http://{HOST}:{port}{sc.path}", conns, duration, cfg.timeout, ctx["tmp"])
     if sc.kind == "ws":
-        return run_ws(ctx["python"], f"ws://{HOST}:{port}{sc.path}", conns, duration, cfg.warmup, cfg.timeout)
+        return run_ws(ctx["ws_client"], f"ws://{HOST}:{port}{sc.path}", conns, duration, cfg.warmup, cfg.timeout)
     return run_wrk(f"http://{HOST}:{port}{sc.path}", conns, duration, cfg.timeout, ctx["scripts"].get(sc.name))
 
 
@@ -198,7 +203,7 @@ def measure_server(srv: ServerDef, sc: Scenario, conns: int, rnd: int, cfg: argp
             idle = IdleClients(ctx["python"], port, sc.path, sc.idle_clients)
             opened = idle.start()
             log(f"    idle clients: {opened['open']}/{opened['target']} open")
-        if cfg.warmup > 0 and sc.kind != "ws":  # wsload.py warms up on its own connections
+        if cfg.warmup > 0 and sc.kind != "ws":  # the ws clients warm up on their own connections
             _load(sc, port, conns, cfg.warmup, cfg, ctx)
         root = psutil.Process(proc.pid)
         cpu0 = tree_cpu(root)
@@ -278,6 +283,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--no-ceiling", action="store_true", help="skip the in-process ceiling measurement")
     default_python = str(VENV_PYTHON) if VENV_PYTHON.exists() else sys.executable
     ap.add_argument("--python", default=default_python, help=f"interpreter for servers (default: {default_python})")
+    ap.add_argument(
+        "--ws-client",
+        choices=WS_CLIENTS,
+        default="auto",
+        help="websocket load client: rust (bench/wsload-rs), python (bench/wsload.py) or auto (rust when built)",
+    )
     ap.add_argument("--app-dir", type=Path, default=DEFAULT_APP_DIR)
     ap.add_argument("--out", type=Path, default=BENCH_DIR / "results")
     ap.add_argument(
@@ -382,6 +393,11 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(pyinfo),
         "versions": versions,
     }
+    ws_argv: list[str] = []
+    if any(SCENARIOS[s].kind == "ws" for s in cfg.scenarios):
+        ws_name, ws_argv = ws_client(cfg.python, cfg.ws_client, pyinfo["versions"]["websockets"])
+        meta["machine"]["ws_client"] = ws_name
+        log(f"websocket load client: {ws_name}")
     tmp = Path(tempfile.mkdtemp(prefix="rsgi-bench-"))
     try:
         log(f"preparing {app_dir.name} with {cfg.python}: migrate into {tmp}, collectstatic")
@@ -399,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
             "versions": versions,
             "bodies": bodies,
             "scripts": {sc.name: wrk_script(sc, bodies[sc.name], tmp) for sc in scenarios},
+            "ws_client": ws_argv,
         }
         runs, ceilings = run_matrix(cfg, ctx, scenarios)
     finally:

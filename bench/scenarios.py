@@ -1,7 +1,7 @@
 """What bench/run.py asks the servers to do: one `Scenario` each, in `SCENARIOS`.
 
 A scenario names the request (path, method, body), the interfaces it applies to (servers of another interface are
-`n/a` in its table), the load tool (`kind`: wrk for HTTP/1.1, h2load for HTTP/2, bench/wsload.py for websockets),
+`n/a` in its table), the load tool (`kind`: wrk for HTTP/1.1, h2load for HTTP/2, bench/wsload-rs for websockets),
 whether it has an in-process ceiling, and what rsgi still lacks for it (`pending`).
 """
 
@@ -16,6 +16,10 @@ from servers import ServerDef
 FORM = "application/x-www-form-urlencoded"
 
 
+# The static-big scenario's file, created in STATIC_ROOT by run.py (1 MiB of random bytes).
+BIG_STATIC = "bench-1mib.bin"
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
@@ -25,7 +29,7 @@ class Scenario:
     method: str = "GET"
     body_size: int = 0
     content_type: str = ""
-    kind: str = "http"  # http (wrk) | h2 (h2load) | ws (bench/wsload.py)
+    kind: str = "http"  # http (wrk) | h2 (h2load) | ws (bench/wsload-rs, or bench/wsload.py when not built)
     ceiling: bool = True  # also measure the app in-process (bench/inprocess.py), per interface
     static: bool = False  # the server itself serves STATIC_ROOT (no Django)
     websocket: bool = False  # needs a server with websocket support
@@ -74,7 +78,16 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "static",
             "/static/catalog/site.css",  # resolved to its hashed name through the collectstatic manifest
-            "a collected static file served without Django: nginx is the reference until rsgi serves static files",
+            "a small collected static file (hashed name) served without Django; nginx is the reference",
+            ("static",),
+            ceiling=False,
+            static=True,
+            pending="static file serving",
+        ),
+        Scenario(
+            "static-big",
+            "/static/" + BIG_STATIC,
+            "a 1 MiB static file (written into STATIC_ROOT by run.py) served without Django; nginx is the reference",
             ("static",),
             ceiling=False,
             static=True,
@@ -84,7 +97,7 @@ SCENARIOS: dict[str, Scenario] = {
             "ws",
             "/ws/echo",
             "websocket echo of 64-byte binary messages, one in flight per connection (bench/apps/wsecho.py: "
-            "the Django ASGI app plus a websocket echo route); load from bench/wsload.py (Python, so a floor)",
+            "the Django ASGI app plus a websocket echo route)",
             ("asgi",),
             kind="ws",
             ceiling=False,

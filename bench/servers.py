@@ -167,15 +167,19 @@ SERVERS: dict[str, ServerDef] = {
             "rsgi",
             _rsgi("wsgi"),
             threads_flag=True,
-            notes="1 Python thread per worker unless --threads; access log off by default.",
+            static_args=lambda launch: ["--static", f"/static/={launch.static_root}"],
+            h2_args=(),
+            notes="1 Python thread per worker unless --threads; access log off by default; HTTP/2 (h2c) is on by "
+            "default (--http auto); static files through --static.",
         ),
         ServerDef(
             "rsgi-asgi",
             "asgi",
             "rsgi",
             _rsgi("asgi"),
+            h2_args=(),
             notes="rsgi --interface asgi: one event loop per worker (--loop auto: uvloop when installed); "
-            "websockets through tokio-tungstenite; no HTTP/2 yet. " + LOOP_NOTE,
+            "websockets through tokio-tungstenite; h2c on by default. " + LOOP_NOTE,
             unsupported=RSGI_NO_ASGI,
             websocket=True,
         ),

@@ -5,7 +5,9 @@
 #
 # - bench/.venv: a virtualenv with --system-site-packages, so the editable rsgi and Django already installed
 #   in the interpreter that creates it stay importable, plus the peers from bench/requirements.txt;
-# - from apt, when missing: wrk (HTTP/1.1 load), nghttp2-client (h2load, HTTP/2 load), nginx (static files).
+# - from apt, when missing: wrk (HTTP/1.1 load), nghttp2-client (h2load, HTTP/2 load), nginx (static files);
+# - bench/wsload-rs/target/release/wsload-rs, the websocket load client (cargo; without it run.py falls back to
+#   the slower bench/wsload.py).
 #
 # Environment: PYTHON (default python3) is the interpreter the venv is made from; BENCH_SKIP_APT=1 skips apt.
 set -euo pipefail
@@ -41,6 +43,17 @@ if ((${#missing[@]})) && [[ "${BENCH_SKIP_APT:-0}" != 1 ]]; then
         "${sudo[@]}" env RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive \
             apt-get install -y --no-install-recommends "${missing[@]}"
     fi
+fi
+
+# The Rust websocket client: its own workspace and target dir, so it never touches the rsgi crate's build.
+# A failed build is a warning, not an error: run.py then uses bench/wsload.py and its reports say so.
+wsload="$bench_dir/wsload-rs"
+if command -v cargo >/dev/null 2>&1; then
+    echo "setup: cargo build --release in bench/wsload-rs"
+    cargo build --release --locked --manifest-path "$wsload/Cargo.toml" --target-dir "$wsload/target" ||
+        echo "setup: warning: bench/wsload-rs did not build; the ws scenario will use bench/wsload.py" >&2
+else
+    echo "setup: warning: cargo not found; the ws scenario will use bench/wsload.py (slower, often the bottleneck)" >&2
 fi
 
 echo "setup: done. Run: bench/.venv/bin/python bench/run.py   (see bench/README.md)"

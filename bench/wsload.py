@@ -5,8 +5,8 @@
 Opens every connection first, then each one sends a `--size`-byte binary message and waits for its echo, again
 and again; after `--warmup` seconds the counters start, after `--duration` more they stop. Prints one JSON line:
 messages, messages/s, latency percentiles (ms) and errors. Uses the `websockets` package (from uvicorn[standard])
-and uvloop when importable. It is Python: at high rates it is the bottleneck, so its CPU time is reported beside
-the result and a saturated client makes the number a floor.
+and uvloop when importable. It is Python: at high rates it is the bottleneck (~13k msg/s on one core), so
+bench/run.py uses it only when bench/wsload-rs (the same load and output, in Rust) is not built.
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ use std::time::Duration;
 
 use pyo3::prelude::*;
 
+use crate::http::conn::HttpVersions;
+use crate::http::proxy::Trusted;
+use crate::tls::TlsSettings;
+
 /// Settings used by the HTTP core and the bridges. Python's `Config` is the single source of truth
 /// (defaults, env, config file, flags); this struct only mirrors the fields Rust reads.
 #[derive(Clone, Debug)]
@@ -47,6 +51,22 @@ pub struct ServerConfig {
     pub limit_concurrency: usize,
     /// Mount point of the app (`SCRIPT_NAME` / ASGI `root_path`).
     pub root_path: String,
+    /// `--static` mounts: (URL prefix, directory).
+    pub static_mounts: Vec<(String, String)>,
+    /// `Cache-Control: max-age` for static files without a content hash in their name.
+    pub static_max_age: u64,
+    /// Proxies whose forwarding headers are believed; None with `--no-proxy-headers`.
+    pub proxy: Option<Trusted>,
+    /// `--health-path`: answered by the core (200, or 503 while draining); empty: off.
+    pub health_path: String,
+    /// `--http`: the protocols spoken on cleartext connections (TLS uses ALPN).
+    pub http: HttpVersions,
+    /// HTTP/2 streams a client may have open on one connection.
+    pub h2_max_concurrent_streams: u32,
+    /// TLS on every listener when `--certfile` is given.
+    pub tls: Option<TlsSettings>,
+    /// With both interfaces: path prefixes (ending in `/`) that go to the ASGI app.
+    pub asgi_paths: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -68,6 +88,14 @@ impl Default for ServerConfig {
             ws_ping_interval: Duration::from_secs(20),
             ws_ping_timeout: Duration::from_secs(20),
             root_path: String::new(),
+            static_mounts: Vec::new(),
+            static_max_age: 60,
+            proxy: None,
+            health_path: String::new(),
+            http: HttpVersions::Auto,
+            h2_max_concurrent_streams: 100,
+            tls: None,
+            asgi_paths: Vec::new(),
             limit_concurrency: usize::MAX,
             access_log: None,
             access_log_format: crate::http::access_log::DEFAULT_FORMAT.to_owned(),
@@ -114,6 +142,35 @@ impl<'a, 'py> FromPyObject<'a, 'py> for ServerConfig {
                 n => n,
             },
             root_path: get("root_path")?.extract::<String>()?.trim_end_matches('/').to_owned(),
+            static_mounts: get("static_mounts")?.call0()?.extract()?,
+            static_max_age: get("static_max_age")?.extract()?,
+            proxy: if get("proxy_headers")?.extract()? {
+                let list: String = get("forwarded_allow_ips")?.extract()?;
+                Some(Trusted::parse(&list).map_err(pyo3::exceptions::PyValueError::new_err)?)
+            } else {
+                None
+            },
+            health_path: get("health_path")?.extract()?,
+            http: match get("http")?.extract::<String>()?.as_str() {
+                "1" | "h11" | "httptools" => HttpVersions::Http1,
+                "2" => HttpVersions::Http2,
+                _ => HttpVersions::Auto,
+            },
+            h2_max_concurrent_streams: get("h2_max_concurrent_streams")?.extract()?,
+            asgi_paths: get("asgi_path")?
+                .extract::<Vec<String>>()?
+                .into_iter()
+                .map(|p| if p.ends_with('/') { p } else { format!("{p}/") })
+                .collect(),
+            tls: match get("certfile")?.extract::<String>()? {
+                certfile if certfile.is_empty() => None,
+                certfile => Some(TlsSettings {
+                    certfile,
+                    keyfile: get("keyfile")?.extract()?,
+                    ca_certs: get("ca_certs")?.extract()?,
+                    cert_reqs: get("cert_reqs")?.extract()?,
+                }),
+            },
         })
     }
 }

@@ -6,6 +6,8 @@ pub mod bridge;
 pub mod config;
 pub mod http;
 pub mod server;
+pub mod static_files;
+pub mod tls;
 pub mod wsgi;
 
 use pyo3::prelude::*;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use _rsgi::config::ServerConfig;
 use _rsgi::http::app::{AppResponse, ThreadQueue};
 use _rsgi::http::body::ResponseBody;
+use _rsgi::server::scoreboard::Slot;
 use _rsgi::server::Server;
 use http::{HeaderMap, StatusCode};
 
@@ -17,7 +18,7 @@ fn start(cfg: ServerConfig) -> (Server, u16) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let (queue, jobs) = ThreadQueue::channel();
-    let server = Server::start(cfg, &[listener.as_raw_fd()], queue).unwrap();
+    let server = Server::start(cfg, &[listener.as_raw_fd()], queue, Slot::new(0)).unwrap();
     drop(listener); // the server holds its own duplicate
     std::thread::spawn(move || {
         for job in jobs.iter() {

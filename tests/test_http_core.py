@@ -496,13 +496,14 @@ def test_malformed_request_gets_400_and_close(shared, request_bytes):
     assert_serves(server)
 
 
-def test_http2_prior_knowledge_is_refused(shared):
-    """HTTP/1.1 only: hyper recognises the HTTP/2 preface and closes the connection (an error
-    status would be fine too, an HTTP/1 parse of the preface would not)."""
+def test_http2_preface_gets_the_http2_server(shared):
+    """h2c is on by default (--http auto): the preface is answered with HTTP/2 SETTINGS, never
+    with an HTTP/1 parse of it (tests/test_http2.py covers HTTP/2 itself)."""
     with Raw(shared.port) as conn:
         conn.send(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
-        assert conn.wait_closed(3) is not None
-        assert conn.buf == b"" or conn.buf.startswith((b"HTTP/1.1 400 ", b"HTTP/1.1 505 ")), conn.buf
+        frame_head = conn._exact(9)  # the socket has a 5 s timeout
+        assert frame_head[3:4] == b"\x04", frame_head  # frame type 4: SETTINGS
+        assert not frame_head.startswith(b"HTTP/1.1")
     assert_serves(shared)
 
 

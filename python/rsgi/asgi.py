@@ -8,6 +8,7 @@ import asyncio
 import inspect
 import logging
 import socket
+import threading
 from typing import Any
 
 from ._rsgi import Worker
@@ -68,8 +69,12 @@ def _is_asgi2(app: Any) -> bool:
     return len(params) == 1
 
 
-def serve(cfg: Config, sockets: list[socket.socket], app: Any, slot: int = 0) -> bool:
-    """Run the worker until it has drained. False if the lifespan startup failed."""
+def serve(cfg: Config, sockets: list[socket.socket], app: Any, slot: int = 0, wsgi: Any = None) -> bool:
+    """Run the worker until it has drained. False if the lifespan startup failed.
+
+    With `wsgi` = (WSGI app, base environ) the worker serves both interfaces: `--threads` Python
+    threads take the WSGI requests while this thread runs the event loop (the core decides which
+    request goes where: `Router` in src/http/app.rs)."""
     loop = new_loop(cfg.loop)
     asyncio.set_event_loop(loop)
     app = as_asgi3(app)
@@ -77,17 +82,38 @@ def serve(cfg: Config, sockets: list[socket.socket], app: Any, slot: int = 0) ->
     try:
         if not loop.run_until_complete(lifespan.startup()):
             return False
-        worker = Worker(cfg, [s.fileno() for s in sockets], "asgi", slot)
+        worker = Worker(cfg, [s.fileno() for s in sockets], "dual" if wsgi else "asgi", slot)
         for s in sockets:
             s.close()
+        # Scoreboard entry 0 is the loop's heartbeat; WSGI threads use 1..threads.
+        threads = [
+            threading.Thread(target=worker.run_wsgi, args=(wsgi[0], wsgi[1], i), name=f"rsgi-wsgi-{i}", daemon=True)
+            for i in range(1, cfg.threads + 1)
+            if wsgi
+        ]
+        for t in threads:
+            t.start()
         stopped = loop.create_future()
         state = lifespan.state if lifespan.supported else None
         bridge = worker.asgi_bridge(app, loop, run_http, state, stopped)
         loop.add_reader(bridge.fileno(), bridge.on_wake)
         _heartbeat(loop, bridge)
-        log.info("worker serving %s on %s", cfg.app, type(loop).__module__.split(".")[0])
+        if wsgi:
+            log.info(
+                "worker serving %s (WSGI, %d thread%s) and %s (ASGI, websockets%s) on %s",
+                cfg.wsgi,
+                cfg.threads,
+                "s"[: cfg.threads > 1],
+                cfg.app,
+                "".join(f", {p}" for p in cfg.asgi_path),
+                type(loop).__module__.split(".")[0],
+            )
+        else:
+            log.info("worker serving %s on %s", cfg.app, type(loop).__module__.split(".")[0])
         loop.run_until_complete(stopped)
         loop.remove_reader(bridge.fileno())
+        for t in threads:
+            t.join()
         # Lifespan shutdown first (its task is waiting in receive()), then whatever is left.
         loop.run_until_complete(lifespan.shutdown())
         _cancel_leftovers(loop)

@@ -89,6 +89,27 @@ class Config:
         "Python threads per worker. 1 is fastest for CPU-bound views; raise it for views that wait on I/O.",
         ("--threads",),
     )
+    # Both interfaces in one process
+    wsgi: str = setting(
+        "",
+        "Also serve this WSGI app (module:attribute) in the same workers: HTTP requests go to it, WebSockets "
+        "(and --asgi-path prefixes) to the ASGI app given as APP.",
+        ("--wsgi",),
+        metavar="MODULE:ATTR",
+    )
+    django: str = setting(
+        "",
+        "Django project package: shorthand for APP=PROJECT.asgi:application --wsgi PROJECT.wsgi:application.",
+        ("--django",),
+        metavar="PROJECT",
+    )
+    asgi_path: list[str] = setting(
+        [],
+        "With --wsgi/--django: HTTP path prefixes served by the ASGI app (long-lived async views such as "
+        "server-sent events). Repeatable.",
+        ("--asgi-path",),
+        metavar="PREFIX",
+    )
     runtime_threads: int = setting(1, "tokio I/O threads per worker (they never run Python).", ("--runtime-threads",))
     preload: bool = setting(
         False, "Import the app once in the supervisor, then fork workers.", ("--preload",), conf=("preload_app",)
@@ -166,6 +187,24 @@ class Config:
         ("--limit-concurrency",),
     )
     root_path: str = setting("", "Mount point of the app (SCRIPT_NAME).", ("--root-path",))
+    # Static files (answered by the core; no Python)
+    static: list[str] = setting(
+        [],
+        "Serve files under URL PREFIX from DIR, e.g. /static/=staticfiles. Repeatable.",
+        ("--static",),
+        metavar="PREFIX=DIR",
+    )
+    static_django: bool = setting(
+        False,
+        "Serve Django's STATIC_ROOT at STATIC_URL (read from the project's settings once the app is loaded).",
+        ("--static-django",),
+    )
+    static_max_age: int = setting(
+        60,
+        "Cache-Control max-age in seconds for static files without a content hash in their name "
+        "(hashed names from ManifestStaticFilesStorage get a year and 'immutable').",
+        ("--static-max-age",),
+    )
     server_header: bool = setting(True, "Send 'Server: rsgi'.", ("--server-header",), negative="--no-server-header")
     date_header: bool = setting(True, "Send a Date header.", ("--date-header",), negative="--no-date-header")
 
@@ -258,21 +297,67 @@ class Config:
         "-", "Error log file ('-' is stderr).", ("--error-log", "--error-logfile", "--log-file"), conf=("errorlog",)
     )
 
-    # Accepted so that existing gunicorn/uvicorn command lines and config files keep working, but
-    # not acted on yet (process-manager and edge features land in later releases). Setting one
-    # logs a warning at startup; nothing is silently ignored.
+    # Proxy headers and health
     forwarded_allow_ips: str = setting(
-        "", "Proxies trusted for X-Forwarded-* headers.", ("--forwarded-allow-ips",), pending=True
+        "127.0.0.1,::1",
+        "Proxies whose Forwarded / X-Forwarded-For/-Proto/-Host/-Port headers are believed: addresses or "
+        "networks, comma-separated, or '*'. Unix-socket peers are always trusted.",
+        ("--forwarded-allow-ips",),
+        env=("FORWARDED_ALLOW_IPS",),
     )
     proxy_headers: bool = setting(
-        False,
-        "Trust proxy headers from --forwarded-allow-ips.",
+        True,
+        "Apply proxy headers from --forwarded-allow-ips peers (client address, scheme, host, port).",
         ("--proxy-headers",),
         negative="--no-proxy-headers",
-        pending=True,
     )
-    http: str = setting("auto", "HTTP protocol (uvicorn: h11/httptools; rsgi: hyper).", ("--http",), pending=True)
+    http: str = setting(
+        "auto",
+        "Protocols on cleartext connections: 1 (HTTP/1.1), 2 (HTTP/2 with prior knowledge, h2c) or auto (both, "
+        "told apart by the HTTP/2 preface). Over TLS, ALPN decides. uvicorn's h11/httptools mean 1.",
+        ("--http",),
+        choices=("auto", "1", "2", "h11", "httptools"),
+    )
+    h2_max_concurrent_streams: int = setting(
+        100, "HTTP/2 streams one client may have open at once.", ("--h2-max-concurrent-streams",)
+    )
+    # TLS (rustls; TLS 1.2 and 1.3)
+    certfile: str = setting(
+        "", "TLS certificate chain (PEM): turns TLS on for every listener.", ("--certfile", "--ssl-certfile")
+    )
+    keyfile: str = setting("", "TLS private key (PEM; default: read from --certfile).", ("--keyfile", "--ssl-keyfile"))
+    ca_certs: str = setting(
+        "", "CA certificates (PEM) that client certificates are checked against.", ("--ca-certs", "--ssl-ca-certs")
+    )
+    cert_reqs: int = setting(
+        0,
+        "Client certificates: 0 not asked for, 1 optional (checked when sent), 2 required. Needs --ca-certs.",
+        ("--cert-reqs", "--ssl-cert-reqs"),
+    )
+    metrics_bind: str = setting(
+        "",
+        "Serve Prometheus metrics of every worker, added up, at http://HOST:PORT/metrics (needs prometheus_client).",
+        ("--metrics-bind",),
+        metavar="HOST:PORT",
+    )
+    health_path: str = setting(
+        "",
+        "Answer this path in the core: 200 while accepting, 503 while draining (e.g. /-/health). Off by default.",
+        ("--health-path",),
+    )
+
+    # Accepted so that existing gunicorn/uvicorn command lines and config files keep working, but
+    # not acted on yet. Setting one logs a warning at startup; nothing is silently ignored.
     ws: str = setting("auto", "WebSocket implementation.", ("--ws",), pending=True)
+    ssl_version: str = setting(
+        "", "Ignored: rustls speaks TLS 1.2 and 1.3 only.", ("--ssl-version",), conf=("ssl_version",), pending=True
+    )
+    ciphers: str = setting(
+        "", "Ignored: rustls's safe default cipher suites are used.", ("--ciphers", "--ssl-ciphers"), pending=True
+    )
+    keyfile_password: str = setting(
+        "", "Not supported: decrypt the key file first.", ("--ssl-keyfile-password",), pending=True
+    )
 
     # -- derived ---------------------------------------------------------------------------
 
@@ -294,8 +379,24 @@ class Config:
             return self.access_logfile
         return "-" if self.access_log else None
 
+    def static_mounts(self) -> list[tuple[str, str]]:
+        """--static values as (URL prefix, directory) pairs for the core."""
+        out = []
+        if self.cert_reqs not in (0, 1, 2):
+            raise ConfigError("cert_reqs must be 0 (none), 1 (optional) or 2 (required)")
+        if self.cert_reqs and not self.ca_certs:
+            raise ConfigError("cert_reqs needs ca_certs (the CAs client certificates are checked against)")
+        if self.certfile and not os.path.isfile(os.path.join(self.chdir, self.certfile)):
+            raise ConfigError(f"certfile {self.certfile!r} not found")
+        for item in self.static:
+            prefix, _, directory = item.partition("=")
+            out.append((prefix, directory))
+        return out
+
     def resolved_interface(self) -> str:
-        """`--interface`, or what a gunicorn `-k` worker class implies."""
+        """`--interface`, or what a gunicorn `-k` worker class implies; "dual" with --wsgi."""
+        if self.wsgi:
+            return "dual"
         if self.interface != "auto":
             return self.interface
         wc = self.worker_class.lower()
@@ -306,6 +407,13 @@ class Config:
         return "auto"
 
     def validate(self) -> None:
+        if self.asgi_path and not self.wsgi:
+            raise ConfigError("asgi_path only applies with --wsgi or --django (both interfaces)")
+        if self.wsgi and self.interface == "wsgi":
+            raise ConfigError("with --wsgi, APP is the ASGI app: --interface wsgi contradicts it")
+        for prefix in self.asgi_path:
+            if not prefix.startswith("/"):
+                raise ConfigError(f"asgi_path {prefix!r} must start with /")
         if not self.app:
             raise ConfigError("no application given (e.g. rsgi mysite.wsgi:application)")
         if ":" not in self.app and "." not in self.app:
@@ -317,6 +425,12 @@ class Config:
             raise ConfigError("keepalive must be positive")
         for address in self.binds():
             check_address(address)
+        for item in self.static:
+            prefix, sep, directory = item.partition("=")
+            if not sep or not prefix.startswith("/") or not directory:
+                raise ConfigError(f"static {item!r}: expected /PREFIX/=DIRECTORY")
+            if not os.path.isdir(os.path.join(self.chdir, directory)):
+                raise ConfigError(f"static {item!r}: {directory!r} is not a directory")
 
     def pending_settings(self) -> list[str]:
         """Settings given explicitly that this release accepts but does not act on."""
@@ -438,6 +552,12 @@ def build(
     addresses = ("bind", "host", "port", "uds", "fd")
     if environ.get("PORT") and not any(values.get(k) not in (None, "", 0, -1, []) for k in addresses):
         values["bind"] = [f"0.0.0.0:{environ['PORT']}"]
+    if values.get("django"):
+        project = values["django"]
+        if not values.get("app"):
+            values["app"] = f"{project}.asgi:application"
+        if not values.get("wsgi"):
+            values["wsgi"] = f"{project}.wsgi:application"
     cfg = Config(**values)
     cfg.explicit = frozenset(values)
     cfg.validate()

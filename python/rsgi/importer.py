@@ -23,8 +23,11 @@ def prepare_path(cfg: Config) -> None:
         sys.path.insert(0, cwd)
 
 
-def load(cfg: Config) -> Any:
-    module_name, _, attr = cfg.app.partition(":")
+def load(cfg: Config, target: str = "") -> Any:
+    """The object named by `target` (default: the configured app), called with no arguments
+    first when --factory is set."""
+    target = target or cfg.app
+    module_name, _, attr = target.partition(":")
     attr = attr or "application"
     try:
         module = importlib.import_module(module_name)
@@ -41,5 +44,5 @@ def load(cfg: Config) -> Any:
     if cfg.factory:
         obj = obj()
     if not callable(obj):
-        raise AppLoadError(f"{cfg.app} is not callable")
+        raise AppLoadError(f"{target} is not callable")
     return obj

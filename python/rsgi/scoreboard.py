@@ -8,10 +8,12 @@ import ctypes
 import mmap
 import struct
 
-SLOT_SIZE = 4096
+SLOT_SIZE = 8192
 HEADER = 64
 ENTRY = 128
-MAX_THREADS = (SLOT_SIZE - HEADER) // ENTRY
+METRICS = 4096  # request metrics: 29 u64 words, layout in src/server/metrics.rs
+METRIC_WORDS = 29
+MAX_THREADS = (METRICS - HEADER) // ENTRY
 SLOTS = 256
 
 
@@ -40,6 +42,10 @@ class Scoreboard:
 
     def requests(self, i: int) -> int:
         return struct.unpack_from("<Q", self._mm, i * SLOT_SIZE)[0]
+
+    def metrics(self, i: int) -> tuple[int, ...]:
+        """The worker's request metrics words (see src/server/metrics.rs for their meaning)."""
+        return struct.unpack_from(f"<{METRIC_WORDS}Q", self._mm, i * SLOT_SIZE + METRICS)
 
     def busy(self, i: int, threads: int) -> list[tuple[float, str]]:
         """(monotonic seconds since which a thread has been busy, request line) for busy threads."""

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import logs, reloader, sockets, worker
+from . import logs, metrics, reloader, sockets, worker
 from .config import Config
 from .importer import AppLoadError, load, prepare_path
 from .scoreboard import Scoreboard, rss_mb
@@ -60,6 +60,7 @@ class Supervisor:
         self.sockets: list[socket.socket] = []
         self.unix_paths: list[str] = []
         self.app: Any = None
+        self.wsgi_app: Any = None  # with --wsgi/--django and --preload
         self.stopping: float | None = None  # deadline once a stop began
         self.exit_code = 0
         self.quick_deaths = 0
@@ -68,6 +69,8 @@ class Supervisor:
         self.wake_r, self.wake_w = -1, -1
         self.scoreboard = Scoreboard()
         self.watcher: int | None = None
+        self.totals = metrics.Totals()  # counters of exited workers, for --metrics-bind
+        self.metrics_socket: socket.socket | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -94,11 +97,21 @@ class Supervisor:
             log.error("could not bind %s: %s", " ".join(cfg.binds()), e)
             return 1
         for s in self.sockets:
-            log.info("listening on %s", sockets.describe(s))
+            log.info("listening on %s", sockets.describe(s, "https" if cfg.certfile else "http"))
+        if cfg.metrics_bind:
+            collector = metrics.Collector(self.scoreboard, self._live_slots, self.totals)
+            try:
+                self.metrics_socket = metrics.start(cfg.metrics_bind, collector)
+            except (OSError, ImportError, ValueError) as e:
+                log.error("--metrics-bind %s: %s", cfg.metrics_bind, e)
+                return 1
+            log.info("metrics on http://%s/metrics", cfg.metrics_bind)
         self.unix_paths = [s.getsockname() for s in self.sockets if s.family == socket.AF_UNIX]
         if cfg.preload:
             try:
                 self.app = load(cfg)
+                if cfg.wsgi:
+                    self.wsgi_app = load(cfg, cfg.wsgi)
             except AppLoadError as e:
                 log.error("%s", e, exc_info=e.__cause__)
                 return worker.EXIT_BOOT_ERROR
@@ -129,6 +142,10 @@ class Supervisor:
                     os.unlink(path)
         log.info("stopped")
         return self.exit_code
+
+    def _live_slots(self) -> list[tuple[int, int]]:
+        """(pid, scoreboard slot) of every worker; called from the metrics thread."""
+        return [(c.pid, c.slot) for c in list(self.children.values()) if c.slot is not None]
 
     def stop(self, sig: int = signal.SIGTERM, code: int | None = None) -> None:
         if code is not None:
@@ -183,7 +200,8 @@ class Supervisor:
             if cfg.timeout > 0:
                 stuck = [
                     (since, line)
-                    for since, line in self.scoreboard.busy(child.slot, cfg.threads)
+                    # One entry more than --threads: with both interfaces the loop has entry 0.
+                    for since, line in self.scoreboard.busy(child.slot, cfg.threads + 1)
                     if now - since > cfg.timeout
                 ]
                 if stuck:
@@ -223,9 +241,11 @@ class Supervisor:
         try:
             os.close(self.wake_r)
             os.close(self.wake_w)
+            if self.metrics_socket is not None:
+                self.metrics_socket.close()
             signal.set_wakeup_fd(-1)
             address = self.scoreboard.address(slot)
-            code = worker.run(self.cfg, self.sockets, self.app, os.getppid(), address)
+            code = worker.run(self.cfg, self.sockets, self.app, os.getppid(), address, self.wsgi_app)
         except BaseException:
             traceback.print_exc()
         finally:
@@ -246,9 +266,11 @@ class Supervisor:
             child = self.children.pop(pid, None)
             code = os.waitstatus_to_exitcode(status)
             if child is not None and child.slot is not None:
+                self.totals.worker_exited(self.scoreboard.metrics(child.slot))
                 self.scoreboard.give_back(child.slot)
             if self.stopping is not None or child is None:
                 continue
+            self.totals.restarts += 1  # it is replaced, whether it crashed or was retired
             if child.retiring:
                 # Asked to go (recycling, HUP, scale-down): not a crash, whatever the code (one
                 # retired while still booting dies of the SIGTERM before its handlers exist).

@@ -4,6 +4,7 @@ sockets, and lend this process's Python thread(s) to the app until the core has 
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import faulthandler
 import grp
 import logging
@@ -100,9 +101,29 @@ def drop_privileges(cfg: Config) -> None:
         os.setuid(pw.pw_uid)
 
 
-def run(cfg: Config, sockets: list[socket.socket], app: Any, parent: int, slot: int = 0) -> int:
+def with_django_static(cfg: Config) -> Config:
+    """--static-django: add a STATIC_URL=STATIC_ROOT mount, read from the project's settings
+    (loaded by now, since the app was imported). A CDN STATIC_URL (a full URL) needs nothing."""
+    if not cfg.static_django:
+        return cfg
+    from django.conf import settings
+
+    url, root = settings.STATIC_URL, settings.STATIC_ROOT
+    if not url or "://" in url or url.startswith("//"):
+        log.info("--static-django: STATIC_URL %r is not served from this server; nothing to mount", url)
+        return cfg
+    if not root:
+        raise ValueError("STATIC_ROOT is not set in the Django settings")
+    if not os.path.isdir(root):
+        raise ValueError(f"STATIC_ROOT {str(root)!r} does not exist; run `manage.py collectstatic` first")
+    # Django 4+ allows a relative STATIC_URL ("static/"), which it serves under the script prefix.
+    prefix = url if url.startswith("/") else f"{cfg.root_path.rstrip('/')}/{url}"
+    return dataclasses.replace(cfg, static=[*cfg.static, f"{prefix}={root}"])
+
+
+def run(cfg: Config, sockets: list[socket.socket], app: Any, parent: int, slot: int = 0, wsgi_app: Any = None) -> int:
     """The body of a worker process; returns its exit code. `slot` is the address of its
-    scoreboard slot (0: none)."""
+    scoreboard slot (0: none). `app`/`wsgi_app` are the preloaded apps (None: import here)."""
     prepare_signals()
     die_with_parent(parent)
     # On SIGABRT (sent by --timeout) and fatal signals, print every thread's Python stack.
@@ -118,15 +139,30 @@ def run(cfg: Config, sockets: list[socket.socket], app: Any, parent: int, slot: 
     if app is None:
         try:
             app = load(cfg)
+            if cfg.wsgi:
+                wsgi_app = load(cfg, cfg.wsgi)
         except AppLoadError as e:
             log.error("%s", e, exc_info=e.__cause__)
             return EXIT_BOOT_ERROR
         except BaseException:
             log.exception("the app failed to import")
             return EXIT_BOOT_ERROR
+    try:
+        cfg = with_django_static(cfg)
+    except ValueError as e:
+        log.error("--static-django: %s", e)
+        return EXIT_BOOT_ERROR
     interface = cfg.resolved_interface()
     if interface == "auto":
         interface = interfaces.detect(app)
+    if interface == "dual":
+        from . import asgi
+
+        if interfaces.detect(app) != "asgi":
+            log.error("with --wsgi, %s must be an ASGI app (e.g. mysite.asgi:application)", cfg.app)
+            return EXIT_BOOT_ERROR
+        served = asgi.serve(cfg, sockets, app, slot, wsgi=(wsgi_app, base_environ(cfg)))
+        return EXIT_OK if served else EXIT_BOOT_ERROR
     if interface == "asgi":
         from . import asgi
 

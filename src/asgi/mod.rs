@@ -96,8 +96,9 @@ impl AsgiBridge {
     }
 
     fn start(&self, py: Python<'_>, job: Job) {
-        let Job { head, body, reply, closed, ws, .. } = job;
+        let Job { head, body, reply, closed, ws, queued_at } = job;
         self.slot.request_done();
+        self.slot.job_taken(queued_at);
         if closed.is_closed() {
             return; // the client left while the request was queued
         }

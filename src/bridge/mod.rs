@@ -52,6 +52,7 @@ pub fn serve_jobs(
                 }
             }
         };
+        slot.job_taken(job.queued_at);
         // The client went away while the job waited: don't spend Python time on it.
         if job.reply.is_closed() {
             continue;

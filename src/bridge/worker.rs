@@ -14,7 +14,7 @@ use crate::asgi::AsgiBridge;
 use crate::bridge::event_loop::LoopQueue;
 use crate::bridge::log;
 use crate::config::ServerConfig;
-use crate::http::app::{AppQueue, JobReceiver, ThreadQueue};
+use crate::http::app::{AppQueue, JobReceiver, Router, ThreadQueue};
 use crate::server::scoreboard::Slot;
 use crate::server::Server;
 use crate::wsgi::handler::WsgiApp;
@@ -35,7 +35,8 @@ pub struct Worker {
 impl Worker {
     /// Starts serving on the listening sockets `fds` (inherited from the supervisor).
     /// Requests queue until a Python thread calls `run_wsgi`.
-    /// `interface` is "wsgi" (Python threads take jobs) or "asgi" (an event loop does).
+    /// `interface` is "wsgi" (Python threads take jobs), "asgi" (an event loop does) or "dual"
+    /// (both: see `http::app::Router` for which requests go where).
     #[new]
     /// `slot` is the address of this worker's scoreboard slot (see `server::scoreboard`), 0 for none.
     #[pyo3(signature = (config, fds, interface = "wsgi", slot = 0))]
@@ -51,9 +52,15 @@ impl Worker {
                 let (q, jobs) = ThreadQueue::channel();
                 (q, Some(jobs), None)
             }
+            "dual" => {
+                let (wsgi, jobs) = ThreadQueue::channel();
+                let asgi = LoopQueue::new().map_err(os_err)?;
+                let router = Router { wsgi, asgi: asgi.clone(), asgi_paths: config.asgi_paths.clone() };
+                (Arc::new(router) as AppQueue, Some(jobs), Some(asgi))
+            }
             other => return Err(PyValueError::new_err(format!("unknown interface {other:?}"))),
         };
-        let server = Server::start(config, &fds, queue).map_err(os_err)?;
+        let server = Server::start(config, &fds, queue, Slot::new(slot)).map_err(os_err)?;
         let mut reopen = server.reopen_events();
         server.handle().spawn(async move {
             while reopen.changed().await.is_ok() {

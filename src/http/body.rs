@@ -18,6 +18,7 @@ use super::access_log::{AccessLog, Entry};
 use super::app::CloseOnDrop;
 use super::request::RequestBody;
 use crate::config::ServerConfig;
+use crate::server::metrics::Measure;
 
 /// Why a request body could not be read.
 #[derive(Debug)]
@@ -86,6 +87,8 @@ pub struct ResponseBody {
     _closed: Option<CloseOnDrop>,
     /// The access-log line written when hyper drops the body, with the bytes it took.
     log: Option<Box<(Entry, Arc<AccessLog>)>>,
+    /// The request's metrics, recorded when hyper drops the body.
+    measure: Option<Measure>,
     sent: u64,
 }
 
@@ -124,6 +127,12 @@ impl ResponseBody {
         self
     }
 
+    /// Records the request's metrics once the body has been sent (or abandoned).
+    pub fn measured(mut self, measure: Measure) -> Self {
+        self.measure = Some(measure);
+        self
+    }
+
     /// Keeps `guard` alive as long as hyper holds the body.
     pub fn guarded(mut self, guard: CloseOnDrop) -> Self {
         self._closed = Some(guard);
@@ -133,7 +142,7 @@ impl ResponseBody {
 
 impl From<Kind> for ResponseBody {
     fn from(kind: Kind) -> Self {
-        Self { kind, _closed: None, log: None, sent: 0 }
+        Self { kind, _closed: None, log: None, measure: None, sent: 0 }
     }
 }
 
@@ -164,6 +173,9 @@ impl ResponseBody {
 
 impl Drop for ResponseBody {
     fn drop(&mut self) {
+        if let Some(m) = self.measure.take() {
+            m.finish(self.sent);
+        }
         if let Some(log) = self.log.take() {
             let (entry, log) = *log;
             log.record(&entry, self.sent);

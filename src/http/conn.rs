@@ -1,18 +1,22 @@
 //! One accepted connection: hyper's HTTP/1.1 server (keep-alive, pipelining, chunked bodies,
-//! `Expect: 100-continue`) with our limits and timeouts, and its graceful close.
+//! `Expect: 100-continue`) or HTTP/2 server, with our limits and timeouts, and its graceful close.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::sync::watch;
+use std::time::Duration;
 
+use hyper::server::conn::{http1, http2};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use super::detect;
 use super::request::ConnInfo;
 use super::service::{self, Shared};
 use crate::config::ServerConfig;
-use crate::server::listener::Stream;
 use crate::server::shutdown::Stop;
 
 /// Largest request head (request line + all header fields) hyper will buffer; 431 beyond it.
@@ -35,29 +39,171 @@ pub fn http1_builder(cfg: &ServerConfig) -> http1::Builder {
     b
 }
 
-/// Serves one connection until the client closes it, an error ends it, or the worker stops.
+/// HTTP/2 settings. The header-list cap matches HTTP/1's head cap; idle connections are pinged
+/// so a dead peer does not hold a connection slot forever.
+pub fn http2_builder(cfg: &ServerConfig) -> http2::Builder<TokioExecutor> {
+    let mut b = http2::Builder::new(TokioExecutor::new());
+    b.timer(TokioTimer::new())
+        .max_concurrent_streams(cfg.h2_max_concurrent_streams)
+        .max_header_list_size(MAX_HEAD_SIZE as u32)
+        .keep_alive_interval(Some(cfg.keepalive.max(Duration::from_secs(1)) * 4))
+        .keep_alive_timeout(cfg.keepalive.max(Duration::from_secs(1)) * 4)
+        .auto_date_header(cfg.date_header);
+    b
+}
+
+/// Both protocols' settings and the TLS acceptor, built once per worker.
+pub struct Builders {
+    pub h1: http1::Builder,
+    pub h2: http2::Builder<TokioExecutor>,
+    pub tls: Option<TlsAcceptor>,
+}
+
+impl Builders {
+    /// Fails when the TLS files cannot be loaded.
+    pub fn new(cfg: &ServerConfig) -> std::io::Result<Self> {
+        let tls = cfg.tls.as_ref().map(|t| crate::tls::acceptor(t, cfg.http)).transpose()?;
+        Ok(Self { h1: http1_builder(cfg), h2: http2_builder(cfg), tls })
+    }
+}
+
+/// The protocols a worker speaks (`--http`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpVersions {
+    Http1,
+    Http2,
+    Auto,
+}
+
+/// Serves one accepted connection: picks the protocol (`--http`, or the preface for `auto`),
+/// then runs hyper's HTTP/1 or HTTP/2 server on it.
+pub async fn serve<I>(io: I, info: ConnInfo, shared: Arc<Shared>, builders: Arc<Builders>, stop: watch::Receiver<Stop>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    if let Some(tls) = &builders.tls {
+        let io = match tokio::time::timeout(shared.cfg.keepalive, tls.accept(io)).await {
+            Ok(Ok(io)) => io,
+            Ok(Err(e)) => return log::debug!("TLS handshake failed: {e}"),
+            Err(_) => return log::debug!("TLS handshake timed out"),
+        };
+        // ALPN decides; a client that offers none gets what `--http` names (HTTP/1.1 for auto).
+        let h2 = match io.get_ref().1.alpn_protocol() {
+            Some(p) => p == b"h2",
+            None => shared.cfg.http == HttpVersions::Http2,
+        };
+        let info = ConnInfo { scheme: "https", ..info };
+        return if h2 {
+            serve_h2(io, info, shared, builders, stop).await
+        } else {
+            serve_h1(io, info, shared, builders, stop).await
+        };
+    }
+    match shared.cfg.http {
+        HttpVersions::Http1 => serve_h1(io, info, shared, builders, stop).await,
+        HttpVersions::Http2 => serve_h2(io, info, shared, builders, stop).await,
+        HttpVersions::Auto => match detect::is_h2(io, shared.cfg.keepalive).await {
+            Ok((true, io)) => serve_h2(io, info, shared, builders, stop).await,
+            Ok((false, io)) => serve_h1(io, info, shared, builders, stop).await,
+            Err(e) => log::debug!("connection closed before its protocol was known: {e}"),
+        },
+    }
+}
+
+fn service(
+    shared: Arc<Shared>,
+    info: ConnInfo,
+) -> impl hyper::service::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = hyper::Response<super::body::ResponseBody>,
+    Error = Infallible,
+    Future = impl std::future::Future<Output = Result<hyper::Response<super::body::ResponseBody>, Infallible>> + Send,
+> + Clone {
+    let info = Arc::new(info);
+    service_fn(move |req| {
+        let shared = shared.clone();
+        let info = info.clone();
+        async move { Ok::<_, Infallible>(service::handle(req, shared, info).await) }
+    })
+}
+
+/// HTTP/1: serves until the client closes, an error ends it, or the worker stops.
 ///
 /// On a graceful stop the connection is not cut: hyper's `graceful_shutdown` would close a
 /// connection whose request is still unread in the socket (a client that sent just before the
 /// stop would see its request dropped). Instead every further response carries
 /// `Connection: close` (see `service::finish`), and an idle connection ends at the keep-alive
 /// timeout; the grace period caps both. A fast stop closes at once.
-pub async fn serve(
-    stream: Stream,
+pub async fn serve_h1<I>(
+    io: I,
     info: ConnInfo,
     shared: Arc<Shared>,
-    builder: Arc<http1::Builder>,
+    builders: Arc<Builders>,
+    stop: watch::Receiver<Stop>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service(shared.clone(), info);
+    let conn = builders.h1.serve_connection(TokioIo::new(io), svc).with_upgrades();
+    tokio::pin!(conn);
+    drive(conn, false, shared, stop).await;
+}
+
+/// HTTP/2: as HTTP/1, except that a graceful stop sends GOAWAY at once — it names the last
+/// stream the server will answer, so a client knows exactly which requests to retry elsewhere.
+pub async fn serve_h2<I>(
+    io: I,
+    info: ConnInfo,
+    shared: Arc<Shared>,
+    builders: Arc<Builders>,
+    stop: watch::Receiver<Stop>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service(shared.clone(), info);
+    let conn = builders.h2.serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    drive(conn, true, shared, stop).await;
+}
+
+/// What `drive` needs from hyper's two connection types.
+trait Connection: std::future::Future<Output = Result<(), hyper::Error>> {
+    fn goaway(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I, S> Connection for hyper::server::conn::http1::UpgradeableConnection<I, S>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S::ResBody: http_body::Body + 'static,
+    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn goaway(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S, B> Connection for hyper::server::conn::http2::Connection<I, S, TokioExecutor>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    TokioExecutor: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+{
+    fn goaway(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+async fn drive<C: Connection>(
+    mut conn: std::pin::Pin<&mut C>,
+    h2: bool,
+    shared: Arc<Shared>,
     mut stop: watch::Receiver<Stop>,
 ) {
-    let info = Arc::new(info);
-    let svc_shared = shared.clone();
-    let svc = service_fn(move |req| {
-        let shared = svc_shared.clone();
-        let info = info.clone();
-        async move { Ok::<_, Infallible>(service::handle(req, shared, info).await) }
-    });
-    let conn = builder.serve_connection(TokioIo::new(stream), svc).with_upgrades();
-    tokio::pin!(conn);
     let how = tokio::select! {
         res = conn.as_mut() => {
             if let Err(e) = res {
@@ -69,6 +215,9 @@ pub async fn serve(
     };
     if how == Stop::Fast {
         return;
+    }
+    if h2 {
+        conn.as_mut().goaway();
     }
     // Graceful: wait for the connection, up to the grace period, unless a fast stop follows.
     let grace = how.grace(shared.cfg.graceful_timeout);

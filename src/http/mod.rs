@@ -5,6 +5,8 @@ pub mod access_log;
 pub mod app;
 pub mod body;
 pub mod conn;
+pub mod detect;
+pub mod proxy;
 pub mod request;
 pub mod response;
 pub mod service;

@@ -15,11 +15,15 @@ use tokio::sync::oneshot;
 use super::access_log::{AccessLog, Entry};
 use super::app::{AppQueue, CloseOnDrop, Closed, Job};
 use super::body::{self, BodyError, ResponseBody};
+use super::proxy;
 use super::request::{ConnInfo, RequestBody, RequestHead};
 use super::response;
 use super::websocket::{self, WsConn};
 use crate::config::ServerConfig;
+use crate::server::metrics::Measure;
+use crate::server::scoreboard::Slot;
 use crate::server::shutdown::Stop;
+use crate::static_files::StaticFiles;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
@@ -37,6 +41,10 @@ pub struct Shared {
     /// Requests of this worker between their head being accepted and their response starting
     /// (queued or in the app), for `--limit-concurrency`.
     pub in_flight: AtomicUsize,
+    /// `--static` mounts, answered before anything reaches the app.
+    pub statics: StaticFiles,
+    /// This worker's counters for the supervisor (metrics, recycling).
+    pub slot: Slot,
 }
 
 /// Holds one unit of `Shared::in_flight` until dropped.
@@ -50,13 +58,25 @@ impl Drop for InFlight<'_> {
 
 /// Serves one request. Infallible: every failure becomes a response (or a closed connection).
 /// With an access log, the request's facts are kept for the line written after the response.
-pub async fn handle(req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<ConnInfo>) -> Response<ResponseBody> {
-    let Some(log) = shared.access_log.clone() else { return serve(req, shared, conn).await };
+pub async fn handle(mut req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<ConnInfo>) -> Response<ResponseBody> {
+    // Before anything reads the client address, scheme or Host (the access log included).
+    let conn = match &shared.cfg.proxy {
+        Some(trusted) => proxy::apply(trusted, &conn, req.headers_mut()).map(Arc::new).unwrap_or(conn),
+        None => conn,
+    };
+    let mut measure = Measure::start(shared.slot);
+    let Some(log) = shared.access_log.clone() else {
+        let resp = serve(req, shared, conn).await;
+        measure.status(resp.status().as_u16());
+        return resp.map(|body| body.measured(measure));
+    };
     let started = Instant::now();
     let (method, uri, version, request_headers) =
         (req.method().clone(), req.uri().clone(), req.version(), req.headers().clone());
     let remote = conn.remote.clone();
     let (parts, body) = serve(req, shared, conn).await.into_parts();
+    measure.status(parts.status.as_u16());
+    let body = body.measured(measure);
     let entry = Entry {
         started,
         remote,
@@ -75,6 +95,14 @@ async fn serve(req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<ConnInfo>)
     if let Some(status) = check_head(&req, cfg) {
         log::info!("refused {} {}: {}", req.method(), truncate(req.uri()), status);
         return finish(response::plain(status, true), &shared);
+    }
+    if !cfg.health_path.is_empty() && req.uri().path() == cfg.health_path {
+        return finish(health(&shared), &shared);
+    }
+    if !shared.statics.is_empty() {
+        if let Some(resp) = shared.statics.respond(&req) {
+            return finish(resp, &shared);
+        }
     }
     // --limit-concurrency: past it, answer 503 at once instead of queueing without bound
     // (uvicorn's behaviour; the client may retry, and a load balancer will try another node).
@@ -115,7 +143,9 @@ async fn serve(req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<ConnInfo>)
     let closed = Arc::new(Closed::default());
     // Until the response exists this future holds the guard; then its body does (below).
     let guard = CloseOnDrop(closed.clone());
+    shared.slot.bytes_in(body.len());
     let job = Job { head, body, reply, queued_at: Instant::now(), closed, ws: None };
+    shared.slot.job_submitted();
     if !shared.queue.submit(job) {
         return finish(response::plain(StatusCode::SERVICE_UNAVAILABLE, true), &shared);
     }
@@ -143,6 +173,7 @@ async fn upgrade(mut req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<Conn
     let closed = Arc::new(Closed::default());
     let body = RequestBody::Memory(Default::default());
     let job = Job { head, body, reply, queued_at: Instant::now(), closed, ws: Some(ws.clone()) };
+    shared.slot.job_submitted();
     if !shared.queue.submit(job) {
         return finish(response::plain(StatusCode::SERVICE_UNAVAILABLE, true), &shared);
     }
@@ -154,7 +185,9 @@ async fn upgrade(mut req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<Conn
         abandon.0 = None; // the pump owns the connection's end now
         let pump_shared = shared.clone();
         shared.tasks.spawn(async move {
+            pump_shared.slot.websocket_opened();
             websocket::pump(on_upgrade, ws, &pump_shared.cfg, pump_shared.stop.clone()).await;
+            pump_shared.slot.websocket_closed();
         });
         let mut resp = Response::new(ResponseBody::empty());
         *resp.status_mut() = app.status;
@@ -176,6 +209,16 @@ impl Drop for AbandonOnDrop {
             ws.abandon();
         }
     }
+}
+
+/// `--health-path`: 200 while this worker accepts requests, 503 once it is draining (so a load
+/// balancer stops sending it traffic). Answered without the app, so it also shows the core is up
+/// when every Python thread is busy.
+fn health(shared: &Shared) -> Response<ResponseBody> {
+    let status = if shared.draining.load(Ordering::Relaxed) { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    let mut resp = response::plain(status, false);
+    resp.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
 }
 
 fn finish(mut resp: Response<ResponseBody>, shared: &Shared) -> Response<ResponseBody> {

@@ -2,6 +2,7 @@
 //! connection cap, and the drain on stop. Never touches Python; requests leave via `AppQueue`.
 
 pub mod listener;
+pub mod metrics;
 pub mod scoreboard;
 pub mod shutdown;
 
@@ -18,7 +19,9 @@ use crate::http::app::AppQueue;
 use crate::http::conn;
 use crate::http::request::ConnInfo;
 use crate::http::service::Shared;
+use crate::static_files::StaticFiles;
 use listener::Listener;
+use scoreboard::Slot;
 use shutdown::Stop;
 
 /// A running worker server. Dropping `done` (inside the serve task) tells app threads to exit.
@@ -31,12 +34,20 @@ pub struct Server {
 
 impl Server {
     /// Builds the runtime and starts accepting on `fds`. Requests go to `queue`.
-    pub fn start(cfg: ServerConfig, fds: &[RawFd], queue: AppQueue) -> std::io::Result<Self> {
+    /// `slot` is this worker's scoreboard slot (counters for the supervisor; may be empty).
+    pub fn start(cfg: ServerConfig, fds: &[RawFd], queue: AppQueue, slot: Slot) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(cfg.runtime_threads)
+            .worker_threads(cfg.runtime_threads.max(1))
             .thread_name("rsgi-io")
             .enable_all()
             .build()?;
+        // Everything that can fail is prepared here, where the error still reaches the caller.
+        let prepared = Prepared {
+            statics: StaticFiles::new(&cfg.static_mounts, cfg.static_max_age)?,
+            builders: Arc::new(conn::Builders::new(&cfg)?),
+            slot,
+            cfg,
+        };
         let (listeners, signals) = {
             let _enter = runtime.enter();
             let listeners = fds.iter().map(|fd| Listener::from_fd(*fd)).collect::<std::io::Result<Vec<_>>>()?;
@@ -48,7 +59,7 @@ impl Server {
         runtime.spawn(signals.forward(stop.clone(), reopen_tx));
         let log_reopen = reopen.clone();
         runtime.spawn(async move {
-            serve(cfg, listeners, queue.clone(), stop_rx, log_reopen).await;
+            serve(prepared, listeners, queue.clone(), stop_rx, log_reopen).await;
             queue.stopped();
             drop(done_tx);
         });
@@ -84,14 +95,22 @@ impl Server {
     }
 }
 
-async fn serve(
+/// The parts of a worker's server built before its runtime starts serving.
+struct Prepared {
     cfg: ServerConfig,
+    slot: Slot,
+    statics: StaticFiles,
+    builders: Arc<conn::Builders>,
+}
+
+async fn serve(
+    prepared: Prepared,
     listeners: Vec<Listener>,
     queue: AppQueue,
     stop: watch::Receiver<Stop>,
     mut reopen: watch::Receiver<u64>,
 ) {
-    let builder = Arc::new(conn::http1_builder(&cfg));
+    let Prepared { cfg, slot, statics, builders: builder } = prepared;
     // Connection cap: a permit is taken before `accept`, so past the cap new connections wait
     // in the kernel's listen backlog (where another worker may pick them up) instead of here.
     let permits = Arc::new(Semaphore::new(cfg.max_connections));
@@ -121,6 +140,8 @@ async fn serve(
         tasks: tracker.clone(),
         access_log,
         in_flight: Default::default(),
+        statics,
+        slot,
     });
     // Once a stop begins every response says `Connection: close`, so clients move on cleanly.
     let (flag, mut watch_stop) = (shared.clone(), stop.clone());
@@ -140,7 +161,7 @@ async fn serve(
 async fn accept_loop(
     listener: Listener,
     shared: Arc<Shared>,
-    builder: Arc<hyper::server::conn::http1::Builder>,
+    builder: Arc<conn::Builders>,
     permits: Arc<Semaphore>,
     mut stop: watch::Receiver<Stop>,
     conns: TaskTracker,
@@ -157,9 +178,12 @@ async fn accept_loop(
         match accepted {
             Ok((stream, remote, local)) => {
                 let info = ConnInfo { remote, local, scheme: "http" };
+                let slot = shared.slot;
+                slot.connection_opened();
                 let fut = conn::serve(stream, info, shared.clone(), builder.clone(), stop.clone());
                 conns.spawn(async move {
                     fut.await;
+                    slot.connection_closed();
                     drop(permit);
                 });
             }

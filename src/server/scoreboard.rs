@@ -8,13 +8,15 @@
 //!   8  reserved
 //!   64 + 128·i  thread i: busy-since (CLOCK_MONOTONIC ms, 0 = idle), then the request line
 //!               (1 length byte + up to 119 bytes), informational only.
+//!   4096..      request metrics (see `metrics.rs`)
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
-pub const SLOT_SIZE: usize = 4096;
+pub const SLOT_SIZE: usize = 8192;
 const HEADER: usize = 64;
 const ENTRY: usize = 128;
-pub const MAX_THREADS: usize = (SLOT_SIZE - HEADER) / ENTRY;
+/// Thread entries fill the first page; the second holds the request metrics (`metrics.rs`).
+pub const MAX_THREADS: usize = (super::metrics::METRICS - HEADER) / ENTRY;
 const LINE: usize = ENTRY - 8 - 1;
 
 /// One worker's slot. Cheap to copy; every method is a no-op when there is no scoreboard.
@@ -38,7 +40,7 @@ impl Slot {
         Self { base }
     }
 
-    fn word(&self, offset: usize) -> Option<&AtomicU64> {
+    pub(super) fn word(&self, offset: usize) -> Option<&AtomicU64> {
         if self.base == 0 {
             return None;
         }

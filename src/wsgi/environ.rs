@@ -28,7 +28,7 @@ pub struct EnvironBuilder {
 impl EnvironBuilder {
     pub fn new(py: Python<'_>, base: Bound<'_, PyDict>, root_path: String) -> PyResult<Self> {
         let io = py.import("io")?;
-        base.set_item("SCRIPT_NAME", &root_path)?;
+        base.set_item("SCRIPT_NAME", latin1(py, root_path.as_bytes()))?; // PEP 3333: bytes as latin-1
         base.set_item("wsgi.input_terminated", true)?;
         Ok(Self {
             base: base.unbind(),

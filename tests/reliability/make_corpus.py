@@ -228,10 +228,11 @@ case(
 )
 bad(
     29,
-    "http2-preface",
-    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
-    "HTTP/2 prior knowledge on an HTTP/1-only port: refuse or close",
-    [400, 505, 0],
+    "http2-preface-then-http1",
+    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + req(b"GET / HTTP/1.1"),
+    "the HTTP/2 preface (h2c is on by default) followed by HTTP/1 bytes instead of frames: "
+    "the HTTP/2 side answers GOAWAY and closes; no HTTP/1 response, the app is not called",
+    [0],
 )
 bad(30, "version-lowercase-and-garbage", req(b"GET / HTTP/1.1x"), "RFC 9112 2.3: junk after the version")
 

@@ -1,0 +1,172 @@
+//! Request metrics in the scoreboard slot (second page), stored by the core with relaxed atomics
+//! and read by the supervisor, which sums every worker into one Prometheus exposition
+//! (`--metrics-bind`, python/rsgi/metrics.py). No Python, no locks, nothing per request but adds.
+//!
+//! Layout (u64 words from `METRICS`; python/rsgi/scoreboard.py reads the same offsets):
+//!   0..5    responses by status class 1xx..5xx
+//!   5       latency sum (µs), request start to last body byte handed to the socket
+//!   6..18   latency histogram, one count per bucket of `BUCKETS_MS` (last: +Inf)
+//!   18, 19  jobs submitted to the app, jobs taken by a Python thread (depth = difference)
+//!   20, 21  queue wait sum (µs) and count: time a request waited for a Python thread
+//!   22, 23  request body bytes in, response body bytes out
+//!   24, 25  requests in flight (gauge), connections open (gauge)
+//!   26, 27  connections accepted, websocket connections open (gauge)
+//!   28      websocket connections accepted
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use super::scoreboard::Slot;
+
+pub const METRICS: usize = 4096;
+/// Upper bounds of the latency buckets in milliseconds (Prometheus's usual spread).
+pub const BUCKETS_MS: [u64; 11] = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000];
+
+const STATUS: usize = 0;
+const LATENCY_SUM: usize = 5;
+const LATENCY_BUCKETS: usize = 6;
+const SUBMITTED: usize = 18;
+const TAKEN: usize = 19;
+const WAIT_SUM: usize = 20;
+const WAIT_COUNT: usize = 21;
+const BYTES_IN: usize = 22;
+const BYTES_OUT: usize = 23;
+const IN_FLIGHT: usize = 24;
+const CONNS_OPEN: usize = 25;
+const CONNS_TOTAL: usize = 26;
+const WS_OPEN: usize = 27;
+const WS_TOTAL: usize = 28;
+
+impl Slot {
+    fn metric(&self, index: usize) -> Option<&AtomicU64> {
+        self.word(METRICS + index * 8)
+    }
+
+    fn add(&self, index: usize, n: u64) {
+        if let Some(w) = self.metric(index) {
+            w.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    fn sub(&self, index: usize, n: u64) {
+        if let Some(w) = self.metric(index) {
+            w.fetch_sub(n, Ordering::Relaxed);
+        }
+    }
+
+    pub fn job_submitted(&self) {
+        self.add(SUBMITTED, 1);
+    }
+
+    /// A Python thread (or the event loop) picked up a job queued at `queued_at`.
+    pub fn job_taken(&self, queued_at: Instant) {
+        self.add(TAKEN, 1);
+        self.add(WAIT_SUM, queued_at.elapsed().as_micros() as u64);
+        self.add(WAIT_COUNT, 1);
+    }
+
+    pub fn bytes_in(&self, n: u64) {
+        self.add(BYTES_IN, n);
+    }
+
+    pub fn connection_opened(&self) {
+        self.add(CONNS_OPEN, 1);
+        self.add(CONNS_TOTAL, 1);
+    }
+
+    pub fn connection_closed(&self) {
+        self.sub(CONNS_OPEN, 1);
+    }
+
+    pub fn websocket_opened(&self) {
+        self.add(WS_OPEN, 1);
+        self.add(WS_TOTAL, 1);
+    }
+
+    pub fn websocket_closed(&self) {
+        self.sub(WS_OPEN, 1);
+    }
+
+    fn response_done(&self, status: u16, took: Duration, sent: u64) {
+        self.add(STATUS + (status / 100).clamp(1, 5) as usize - 1, 1);
+        let ms = took.as_millis() as u64;
+        let bucket = BUCKETS_MS.iter().position(|b| ms < *b).unwrap_or(BUCKETS_MS.len());
+        self.add(LATENCY_BUCKETS + bucket, 1);
+        self.add(LATENCY_SUM, took.as_micros() as u64);
+        self.add(BYTES_OUT, sent);
+        self.sub(IN_FLIGHT, 1);
+    }
+}
+
+/// One request in flight, from its arrival until its response body is done (`finish`, called
+/// when hyper drops the body). Dropped without a status (the client left before any response
+/// existed) it only leaves the in-flight gauge; with one, it counts as answered.
+pub struct Measure {
+    slot: Slot,
+    started: Instant,
+    status: u16,
+    done: bool,
+}
+
+impl Measure {
+    pub fn start(slot: Slot) -> Self {
+        slot.add(IN_FLIGHT, 1);
+        Self { slot, started: Instant::now(), status: 0, done: false }
+    }
+
+    pub fn status(&mut self, status: u16) {
+        self.status = status;
+    }
+
+    pub fn finish(mut self, sent: u64) {
+        self.record(sent);
+    }
+
+    fn record(&mut self, sent: u64) {
+        if !self.done {
+            self.done = true;
+            if self.status == 0 {
+                // Abandoned before any response: not a response, only no longer in flight.
+                self.slot.sub(IN_FLIGHT, 1);
+            } else {
+                self.slot.response_done(self.status, self.started.elapsed(), sent);
+            }
+        }
+    }
+}
+
+impl Drop for Measure {
+    fn drop(&mut self) {
+        self.record(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_land_in_their_words() {
+        let mut page = vec![0u64; crate::server::scoreboard::SLOT_SIZE / 8];
+        let slot = Slot::new(page.as_mut_ptr() as usize);
+        let base = page.as_ptr() as usize;
+        // SAFETY: inside `page`, which outlives every use here.
+        let word =
+            |i: usize| unsafe { AtomicU64::from_ptr((base + METRICS + i * 8) as *mut u64) }.load(Ordering::Relaxed);
+        let mut m = Measure::start(slot);
+        assert_eq!(word(IN_FLIGHT), 1);
+        m.status(404);
+        m.finish(10);
+        assert_eq!(word(IN_FLIGHT), 0);
+        assert_eq!(word(STATUS + 3), 1);
+        assert_eq!(word(BYTES_OUT), 10);
+        assert_eq!(word(LATENCY_BUCKETS), 1); // well under 5 ms
+        drop(Measure::start(slot)); // abandoned: no response counted
+        assert_eq!(word(IN_FLIGHT), 0);
+        assert_eq!((0..5).map(|i| word(STATUS + i)).sum::<u64>(), 1);
+        slot.job_submitted();
+        slot.job_taken(Instant::now());
+        assert_eq!((word(SUBMITTED), word(TAKEN), word(WAIT_COUNT)), (1, 1, 1));
+        drop(page);
+    }
+}

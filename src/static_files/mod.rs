@@ -1,0 +1,80 @@
+//! Static files served by the core, before anything reaches Python: `--static PREFIX=DIR`
+//! mounts (and `--static-django`, resolved in Python to STATIC_URL=STATIC_ROOT).
+//! `resolve` maps a URL to a file safely; `file` builds the response.
+
+pub mod file;
+pub mod resolve;
+
+use std::path::PathBuf;
+
+use http::header::ALLOW;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+
+use crate::http::body::ResponseBody;
+use crate::http::response;
+use file::Caching;
+
+/// One `--static` mount: URL prefix (always ending in `/`) and the canonical directory.
+#[derive(Clone, Debug)]
+pub struct Mount {
+    prefix: String,
+    root: PathBuf,
+}
+
+/// Every mount of a worker, longest prefix first.
+#[derive(Debug, Default)]
+pub struct StaticFiles {
+    mounts: Vec<Mount>,
+    max_age: u64,
+}
+
+impl StaticFiles {
+    /// `mounts` are (URL prefix, directory) pairs. Fails if a directory does not exist.
+    pub fn new(mounts: &[(String, String)], max_age: u64) -> std::io::Result<Self> {
+        let mut out = Vec::new();
+        for (prefix, dir) in mounts {
+            let root = std::fs::canonicalize(dir)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("static directory {dir:?}: {e}")))?;
+            if !root.is_dir() {
+                return Err(std::io::Error::other(format!("static directory {dir:?} is not a directory")));
+            }
+            let mut prefix = prefix.clone();
+            if !prefix.starts_with('/') {
+                prefix.insert(0, '/');
+            }
+            if !prefix.ends_with('/') {
+                prefix.push('/');
+            }
+            out.push(Mount { prefix, root });
+        }
+        out.sort_by_key(|m| std::cmp::Reverse(m.prefix.len()));
+        Ok(Self { mounts: out, max_age })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.mounts.is_empty()
+    }
+
+    /// The response for a request under a mount, or None when no mount covers its path (the
+    /// app gets it). Under a mount the core answers everything itself: a missing file is a 404
+    /// from here, as with nginx's `location /static/`, so scanners never reach a Python thread.
+    pub fn respond<B>(&self, req: &Request<B>) -> Option<Response<ResponseBody>> {
+        let path = req.uri().path();
+        let mount = self.mounts.iter().find(|m| path.starts_with(&m.prefix))?;
+        let head = match *req.method() {
+            Method::GET => false,
+            Method::HEAD => true,
+            _ => {
+                let mut resp = response::plain(StatusCode::METHOD_NOT_ALLOWED, false);
+                resp.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+                return Some(resp);
+            }
+        };
+        let found = resolve::resolve(&mount.root, &path[mount.prefix.len()..])
+            .and_then(|p| std::fs::metadata(&p).ok().filter(|m| m.is_file()).map(|m| (p, m)));
+        let Some((file, meta)) = found else {
+            return Some(response::plain(StatusCode::NOT_FOUND, false));
+        };
+        Some(file::respond(&mount.root, &file, meta, req.headers(), head, &Caching { max_age: self.max_age }))
+    }
+}
