@@ -382,12 +382,6 @@ class Config:
     def static_mounts(self) -> list[tuple[str, str]]:
         """--static values as (URL prefix, directory) pairs for the core."""
         out = []
-        if self.cert_reqs not in (0, 1, 2):
-            raise ConfigError("cert_reqs must be 0 (none), 1 (optional) or 2 (required)")
-        if self.cert_reqs and not self.ca_certs:
-            raise ConfigError("cert_reqs needs ca_certs (the CAs client certificates are checked against)")
-        if self.certfile and not os.path.isfile(os.path.join(self.chdir, self.certfile)):
-            raise ConfigError(f"certfile {self.certfile!r} not found")
         for item in self.static:
             prefix, _, directory = item.partition("=")
             out.append((prefix, directory))
@@ -425,6 +419,12 @@ class Config:
             raise ConfigError("keepalive must be positive")
         for address in self.binds():
             check_address(address)
+        if self.cert_reqs not in (0, 1, 2):
+            raise ConfigError("cert_reqs must be 0 (none), 1 (optional) or 2 (required)")
+        if self.cert_reqs and not self.ca_certs:
+            raise ConfigError("cert_reqs needs ca_certs (the CAs client certificates are checked against)")
+        if self.certfile and not os.path.isfile(os.path.join(self.chdir, self.certfile)):
+            raise ConfigError(f"certfile {self.certfile!r} not found")
         for item in self.static:
             prefix, sep, directory = item.partition("=")
             if not sep or not prefix.startswith("/") or not directory:

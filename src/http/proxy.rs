@@ -5,7 +5,8 @@
 use std::net::{IpAddr, SocketAddr};
 
 use http::header::HOST;
-use http::{HeaderMap, HeaderValue};
+use http::uri::Authority;
+use http::{HeaderMap, HeaderValue, Uri};
 use ipnet::IpNet;
 
 use super::request::{ConnInfo, Peer};
@@ -61,8 +62,9 @@ struct Forwarded {
 }
 
 /// The connection facts for one request: `conn` itself, or a copy corrected by the proxy's
-/// headers. A forwarded `Host` replaces the request's `Host` header.
-pub fn apply(trusted: &Trusted, conn: &ConnInfo, headers: &mut HeaderMap) -> Option<ConnInfo> {
+/// headers. A forwarded host replaces the request's `Host` header, and the target's authority
+/// when it has one (HTTP/2's `:authority`, HTTP/1 absolute-form), which the bridges prefer.
+pub fn apply(trusted: &Trusted, conn: &ConnInfo, uri: &mut Uri, headers: &mut HeaderMap) -> Option<ConnInfo> {
     if !trusted.trusts(&conn.remote) {
         return None;
     }
@@ -80,13 +82,22 @@ pub fn apply(trusted: &Trusted, conn: &ConnInfo, headers: &mut HeaderMap) -> Opt
         _ => {}
     }
     if let Some(host) = fwd.host.and_then(|h| HeaderValue::from_str(&h).ok()) {
+        if uri.authority().is_some() {
+            let mut parts = std::mem::take(uri).into_parts();
+            let original = parts.authority.clone();
+            parts.authority = host.to_str().ok().and_then(|h| h.parse::<Authority>().ok()).or(original);
+            *uri = Uri::from_parts(parts).unwrap_or_default();
+        }
         headers.insert(HOST, host);
     }
     if let Some(port) = fwd.port {
-        out.local = match out.local {
-            Peer::Tcp(a) => Peer::Tcp(SocketAddr::new(a.ip(), port)),
-            Peer::Unix => Peer::Unix,
+        // Behind a proxy on a Unix socket there is no local port of our own: the forwarded one
+        // is the only one the app can know (SERVER_PORT), reported on loopback.
+        let ip = match out.local {
+            Peer::Tcp(a) => a.ip(),
+            Peer::Unix => IpAddr::from([127, 0, 0, 1]),
         };
+        out.local = Peer::Tcp(SocketAddr::new(ip, port));
     }
     Some(out)
 }
@@ -177,7 +188,7 @@ mod tests {
     fn untrusted_peers_change_nothing() {
         let t = Trusted::parse("127.0.0.1").unwrap();
         let mut h = headers(&[("x-forwarded-for", "1.2.3.4"), ("x-forwarded-proto", "https")]);
-        assert!(apply(&t, &conn("10.0.0.9:5000"), &mut h).is_none());
+        assert!(apply(&t, &conn("10.0.0.9:5000"), &mut Uri::default(), &mut h).is_none());
     }
 
     #[test]
@@ -190,7 +201,7 @@ mod tests {
             ("x-forwarded-port", "443"),
             ("host", "backend"),
         ]);
-        let c = apply(&t, &conn("127.0.0.1:5000"), &mut h).unwrap();
+        let c = apply(&t, &conn("127.0.0.1:5000"), &mut Uri::default(), &mut h).unwrap();
         // 10.0.0.2 is a trusted proxy; 1.2.3.4 is the nearest untrusted hop; 6.6.6.6 is spoofable.
         assert_eq!(remote(&c), "1.2.3.4:0");
         assert_eq!(c.scheme, "https");
@@ -205,17 +216,27 @@ mod tests {
             ("forwarded", "for=\"[2001:db8:cafe::17]:4711\";proto=https;host=shop.example"),
             ("x-forwarded-for", "9.9.9.9"),
         ]);
-        let c = apply(&t, &conn("10.1.1.1:5000"), &mut h).unwrap();
+        let c = apply(&t, &conn("10.1.1.1:5000"), &mut Uri::default(), &mut h).unwrap();
         assert_eq!(remote(&c), "[2001:db8:cafe::17]:4711");
         assert_eq!(c.scheme, "https");
         assert_eq!(h.get(HOST).unwrap(), "shop.example");
     }
 
     #[test]
+    fn a_forwarded_host_replaces_the_authority_of_an_absolute_target() {
+        let t = Trusted::parse("127.0.0.1").unwrap();
+        let mut h = headers(&[("x-forwarded-host", "public.example")]);
+        let mut uri: Uri = "http://backend.internal/a?b=1".parse().unwrap();
+        apply(&t, &conn("127.0.0.1:5000"), &mut uri, &mut h).unwrap();
+        assert_eq!(uri.to_string(), "http://public.example/a?b=1");
+        assert_eq!(h.get(HOST).unwrap(), "public.example");
+    }
+
+    #[test]
     fn obfuscated_nodes_keep_the_peer() {
         let t = Trusted::parse("*").unwrap();
         let mut h = headers(&[("forwarded", "for=_hidden;proto=http")]);
-        let c = apply(&t, &conn("10.1.1.1:5000"), &mut h).unwrap();
+        let c = apply(&t, &conn("10.1.1.1:5000"), &mut Uri::default(), &mut h).unwrap();
         assert_eq!(remote(&c), "10.1.1.1:5000");
     }
 

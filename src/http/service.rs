@@ -60,8 +60,16 @@ impl Drop for InFlight<'_> {
 /// With an access log, the request's facts are kept for the line written after the response.
 pub async fn handle(mut req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<ConnInfo>) -> Response<ResponseBody> {
     // Before anything reads the client address, scheme or Host (the access log included).
+    if req.version() == Version::HTTP_2 {
+        join_cookies(req.headers_mut());
+    }
     let conn = match &shared.cfg.proxy {
-        Some(trusted) => proxy::apply(trusted, &conn, req.headers_mut()).map(Arc::new).unwrap_or(conn),
+        Some(trusted) => {
+            let (mut parts, body) = req.into_parts();
+            let applied = proxy::apply(trusted, &conn, &mut parts.uri, &mut parts.headers);
+            req = Request::from_parts(parts, body);
+            applied.map(Arc::new).unwrap_or(conn)
+        }
         None => conn,
     };
     let mut measure = Measure::start(shared.slot);
@@ -208,6 +216,19 @@ impl Drop for AbandonOnDrop {
         if let Some(ws) = self.0.take() {
             ws.abandon();
         }
+    }
+}
+
+/// RFC 9113 §8.2.3: HTTP/2 may split `cookie` into several fields; they are joined with "; "
+/// before the request reaches an app (HTTP/1 allows only one Cookie header, and apps expect one).
+fn join_cookies(headers: &mut http::HeaderMap) {
+    use http::header::COOKIE;
+    if headers.get_all(COOKIE).iter().nth(1).is_none() {
+        return;
+    }
+    let joined: Vec<&[u8]> = headers.get_all(COOKIE).iter().map(|v| v.as_bytes()).collect();
+    if let Ok(v) = HeaderValue::from_bytes(&joined.join(&b"; "[..])) {
+        headers.insert(COOKIE, v);
     }
 }
 

@@ -1,0 +1,213 @@
+"""`--health-path`: answered by the Rust core without calling the app, 200 while the worker accepts
+requests (also when every Python thread is busy), 503 once it drains.
+
+The drain is observed on a keep-alive connection opened before SIGTERM: a draining worker no
+longer accepts connections, but keeps serving the ones it has (each response then says
+`Connection: close`), so the first health request it answers after the stop began is a 503.
+Apps write each call's path to $RSGI_TEST_CALLS, so a test can tell the app was not called.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+import pytest
+from conftest import Server, StartServer
+
+WSGI_APP = "apps.edge:app"
+ASGI_APP = "apps.edge:asgi_app"
+HEALTH = "/-/health"
+T = TypeVar("T")
+
+
+def wait_until(condition: Callable[[], T], timeout: float, what: str) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, str]:
+    return {"RSGI_TEST_CALLS": str(tmp_path / "calls"), "RSGI_TEST_MARKER": str(tmp_path / "entered")}
+
+
+def calls(files: dict[str, str]) -> list[str]:
+    return lines(Path(files["RSGI_TEST_CALLS"]))
+
+
+class KeptAlive:
+    """One HTTP/1.1 connection used for several requests (responses with Content-Length)."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.buf = b""
+
+    def get(self, path: str) -> tuple[int, dict[str, str], bytes]:
+        self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: health\r\n\r\n".encode())
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        headers = {}
+        for line in header_lines:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", "0"))
+        while len(self.buf) < length:
+            self._fill()
+        body, self.buf = self.buf[:length], self.buf[length:]
+        return int(status_line.split()[1]), headers, body
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the kept-alive connection")
+        self.buf += chunk
+
+    def closed_by_server(self) -> bool:
+        try:
+            return self.sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Background:
+    """One request on a thread, so the test can signal the server while it is in flight."""
+
+    def __init__(self, url: str) -> None:
+        self.response: httpx.Response | None = None
+        self.error: Exception | None = None
+        self.thread = threading.Thread(target=self._run, args=(url,), daemon=True)
+        self.thread.start()
+
+    def _run(self, url: str) -> None:
+        try:
+            self.response = httpx.get(url, timeout=20)
+        except httpx.HTTPError as e:
+            self.error = e
+
+    def join(self) -> httpx.Response:
+        self.thread.join(20)
+        assert not self.thread.is_alive(), "the background request did not finish"
+        assert self.error is None, self.error
+        assert self.response is not None
+        return self.response
+
+
+def start_slow(server: Server, files: dict[str, str], seconds: float) -> Background:
+    """Start /slow and return once the app has surely been entered."""
+    marker = Path(files["RSGI_TEST_MARKER"])
+    before = len(lines(marker))
+    request = Background(f"{server.url}/slow?{seconds}")
+    wait_until(lambda: len(lines(marker)) > before, 10, "the slow request to enter the app")
+    return request
+
+
+# -- answered by the core ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("app", [WSGI_APP, ASGI_APP])
+def test_health_path_is_answered_without_the_app(serve: StartServer, files: dict[str, str], app: str) -> None:
+    server = serve(app, "--health-path", HEALTH, env=files)
+    with httpx.Client(base_url=server.url, timeout=5) as client:
+        r = client.get(HEALTH)
+        assert r.status_code == 200
+        assert r.headers["cache-control"] == "no-store"
+        assert not r.text.startswith("app saw")
+        assert client.get(HEALTH + "?probe=lb").status_code == 200  # the path decides, not the query
+        head = client.head(HEALTH)
+        assert (head.status_code, head.content) == (200, b"")
+        # Only the exact path: these go to the app.
+        assert client.get(HEALTH + "z").text == "app saw /-/healthz"
+        assert client.get(HEALTH + "/deeper").text == "app saw /-/health/deeper"
+        assert client.get("/other").text == "app saw /other"
+    assert calls(files) == ["/", "/-/healthz", "/-/health/deeper", "/other"]  # "/": the readiness probe
+
+
+def test_without_the_flag_the_path_goes_to_the_app(serve: StartServer, files: dict[str, str]) -> None:
+    server = serve(WSGI_APP, env=files)
+    r = httpx.get(server.url + HEALTH, timeout=5)
+    assert r.status_code == 200
+    assert r.text == "app saw /-/health"
+    assert "cache-control" not in r.headers
+    assert calls(files)[-1] == HEALTH
+
+
+def test_health_over_http2(serve: StartServer, files: dict[str, str]) -> None:
+    server = serve(ASGI_APP, "--health-path", HEALTH, env=files)
+    with httpx.Client(http1=False, http2=True, timeout=5) as client:
+        r = client.get(server.url + HEALTH)
+        other = client.get(server.url + "/other")
+    assert r.http_version == "HTTP/2"
+    assert r.status_code == 200
+    assert r.headers["cache-control"] == "no-store"
+    assert other.text == "app saw /other"
+    assert HEALTH not in calls(files)
+
+
+def test_health_answers_while_every_python_thread_is_busy(serve: StartServer, files: dict[str, str]) -> None:
+    # One Python thread, busy for 3 s; --limit-concurrency 1 turns app requests away meanwhile.
+    server = serve(WSGI_APP, "--health-path", HEALTH, "--limit-concurrency", "1", env=files)
+    slow = start_slow(server, files, 3)
+    started = time.monotonic()
+    r = httpx.get(server.url + HEALTH, timeout=2)
+    elapsed = time.monotonic() - started
+    assert r.status_code == 200
+    assert elapsed < 1.0, f"the health check waited {elapsed:.2f}s for the app"
+    assert httpx.get(server.url + "/other", timeout=2).status_code == 503  # the app is saturated
+    assert slow.join().text == "slept 3.0"
+
+
+# -- draining ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("app", [WSGI_APP, ASGI_APP])
+def test_health_is_503_while_draining(serve: StartServer, files: dict[str, str], app: str) -> None:
+    server = serve(app, "--health-path", HEALTH, env=files)
+    conn = KeptAlive(server.port)
+    try:
+        status, headers, _ = conn.get(HEALTH)
+        assert status == 200
+        assert headers.get("connection") != "close"
+        slow = start_slow(server, files, 2)
+        server.signal(signal.SIGTERM)
+        # Until the worker has seen the stop, the answer may still be 200 (and the connection
+        # stays open); the first answer after it must be 503, closing the connection.
+        deadline = time.monotonic() + 5
+        seen = []
+        while True:
+            status, headers, _ = conn.get(HEALTH)
+            seen.append(status)
+            if status != 200 or time.monotonic() > deadline:
+                break
+            assert headers.get("connection") != "close"
+            time.sleep(0.01)
+        assert status == 503, seen
+        assert headers["cache-control"] == "no-store"
+        assert headers["connection"] == "close"
+        assert conn.closed_by_server()
+    finally:
+        conn.close()
+    # The drain still lets the in-flight request finish, and the server exits cleanly.
+    assert slow.join().text == "slept 2.0"
+    assert server.wait(20) == 0, server.log()
+    assert HEALTH not in calls(files)
