@@ -257,6 +257,8 @@ def ceiling_interfaces(sc: Scenario, servers: list[str]) -> list[str]:
     if not sc.ceiling:
         return []
     wanted = {SERVERS[name].interface for name in servers if not_applicable(SERVERS[name], sc) is None}
+    if "dual" in wanted:  # both interfaces in one server: compared with the scenario's own ceiling(s)
+        wanted |= set(sc.interfaces)
     return [i for i in ("wsgi", "asgi") if i in wanted]
 
 

@@ -50,6 +50,10 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("ahello", "/ahello", "async view, 19-byte text body, on the event loop", ("asgi",)),
         Scenario("items", "/items", "sync view: 20-row SQLite ORM query serialised to JSON (~2.5 KB)", ("wsgi",)),
         Scenario("aitems", "/aitems", "async view: the /items query through the async ORM", ("asgi",)),
+        # The same page through every interface: what a Django project pays for moving to ASGI,
+        # and what rsgi-dual (pages through WSGI, websockets through ASGI) gets back.
+        Scenario("page-hello", "/hello", "the /hello sync view through every interface", ("wsgi", "asgi")),
+        Scenario("page-items", "/items", "the /items ORM view through every interface", ("wsgi", "asgi")),
         Scenario(
             "echo",
             "/echo",
@@ -156,7 +160,7 @@ def not_applicable(srv: ServerDef, sc: Scenario) -> str | None:
         if srv.dist == "rsgi":
             return f"pending rsgi support: {sc.pending}"
         return "the static scenario compares with nginx only"
-    if srv.interface not in sc.interfaces:
+    if srv.interface not in sc.interfaces and not (srv.interface == "dual" and {"wsgi", "asgi"} & set(sc.interfaces)):
         wanted = " and ".join(i.upper() for i in sc.interfaces)
         return f"{wanted}-only scenario"
     if sc.kind == "h2" and srv.h2_args is None:

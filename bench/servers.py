@@ -41,7 +41,7 @@ class Launch:
 @dataclass(frozen=True)
 class ServerDef:
     name: str
-    interface: str  # "wsgi", "asgi" or "static"
+    interface: str  # "wsgi", "asgi", "dual" (both: rsgi --wsgi) or "static"
     dist: str  # pip distribution (for the version); "" for non-Python servers
     command: Callable[[Launch], list[str]]
     static_args: Callable[[Launch], list[str]] | None = None  # flags that serve STATIC_ROOT at /static/
@@ -67,6 +67,13 @@ def _rsgi(interface: str) -> Callable[[Launch], list[str]]:
         return [*argv, "--interface", interface]
 
     return command
+
+
+def _rsgi_dual(launch: Launch) -> list[str]:
+    """rsgi with both interfaces: the ASGI app (websockets) plus --wsgi for the pages."""
+    argv = [launch.python, "-m", "rsgi", launch.app, "--wsgi", WSGI_APP, "--chdir", str(launch.app_dir)]
+    argv += ["--bind", f"{HOST}:{launch.port}", "--workers", str(launch.workers)]
+    return argv + _threads("--threads", launch)
 
 
 def _gunicorn(worker_class: str, *extra: str, threads: bool = False) -> Callable[[Launch], list[str]]:
@@ -184,6 +191,17 @@ SERVERS: dict[str, ServerDef] = {
             websocket=True,
         ),
         ServerDef(
+            "rsgi-dual",
+            "dual",
+            "rsgi",
+            _rsgi_dual,
+            threads_flag=True,
+            h2_args=(),
+            websocket=True,
+            notes="rsgi APP --wsgi mysite.wsgi:application: HTTP through Django's WSGI handler on the worker's "
+            "Python thread, websockets through the ASGI app on its event loop, one process.",
+        ),
+        ServerDef(
             "gunicorn",
             "wsgi",
             "gunicorn",
@@ -277,6 +295,6 @@ DEFAULT_SERVERS = list(SERVERS)
 
 
 def app_target(srv: ServerDef, asgi_override: str | None) -> str:
-    if srv.interface == "asgi":
+    if srv.interface in ("asgi", "dual"):
         return asgi_override or ASGI_APP
     return WSGI_APP  # nginx ignores it

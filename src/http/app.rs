@@ -99,7 +99,12 @@ impl Router {
         if job.ws.is_some() {
             return true;
         }
-        let path = job.head.uri.path();
+        if self.asgi_paths.is_empty() {
+            return false;
+        }
+        // Matched on the decoded path, the one both apps see (`/%73se/` is `/sse/`), so an
+        // encoded spelling cannot send a long-lived ASGI view to a WSGI thread.
+        let path = percent_encoding::percent_decode_str(job.head.uri.path()).decode_utf8_lossy();
         self.asgi_paths.iter().any(|p| path.starts_with(p.as_str()) || path == p.trim_end_matches('/'))
     }
 }
