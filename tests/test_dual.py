@@ -20,14 +20,14 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import psutil
 import pytest
-from conftest import DJANGO_DIR, TESTS, Server, StartServer, base_env, free_port
+from conftest import DJANGO_DIR, TESTS, Server, StartServer, base_env, free_port, wait_until
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
@@ -38,18 +38,6 @@ T = TypeVar("T")
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def wait_until(condition: Callable[[], T], timeout: float, what: str) -> T:
-    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def alive(pid: int) -> bool:

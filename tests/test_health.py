@@ -13,29 +13,17 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 import httpx
 import pytest
-from conftest import Server, StartServer
+from conftest import Server, StartServer, wait_until
 
 WSGI_APP = "apps.edge:app"
 ASGI_APP = "apps.edge:asgi_app"
 HEALTH = "/-/health"
 T = TypeVar("T")
-
-
-def wait_until(condition: Callable[[], T], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def lines(path: Path) -> list[str]:

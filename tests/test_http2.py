@@ -31,22 +31,11 @@ import hpack
 import httpx
 import pytest
 from apps.edge import pattern
-from conftest import Server, StartServer, have, raw_request, running
+from conftest import Server, StartServer, have, raw_request, running, wait_until
 
 WSGI_APP = "apps.edge:app"
 ASGI_APP = "apps.edge:asgi_app"
 T = TypeVar("T")
-
-
-def wait_until(condition: Callable[[], T], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def h2_client(**kwargs) -> httpx.Client:

@@ -10,17 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import StartServer
-
-
-def wait_until(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+from conftest import StartServer, wait_until
 
 
 def test_max_requests_recycles_workers_without_failing_requests(serve: StartServer) -> None:

@@ -12,29 +12,17 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TypeVar
 
 import httpx
 import psutil
 import pytest
-from conftest import Server, StartServer
+from conftest import Server, StartServer, wait_until
 
 SUPERVISION_APP = "apps.supervision:app"
 T = TypeVar("T")
-
-
-def wait_until(condition: Callable[[], T], timeout: float, what: str) -> T:
-    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def alive(pid: int) -> bool:
