@@ -89,6 +89,17 @@ def test_root_path_is_script_name_and_stripped_from_path_info(serve):
     assert [(target, env["PATH_INFO"]) for target, env in seen] == ROOT_PATH_CASES
 
 
+def test_non_ascii_root_path_is_a_latin1_native_string(serve):
+    # Found by fuzz/ (wsgi_environ): SCRIPT_NAME was the root path's text, so a character above
+    # U+00FF broke PEP 3333 (Django's get_script_name() raised UnicodeEncodeError) and "é" gave
+    # the wrong bytes. Like PATH_INFO, it must carry the path's UTF-8 bytes as latin-1.
+    server = serve(ENV_APP, "--root-path", "/č/é")
+    env = raw_get(server.port, "/%C4%8D/%C3%A9/x")
+    assert env["SCRIPT_NAME"] == "/č/é".encode().decode("latin-1")
+    assert env["PATH_INFO"] == "/x"
+    assert (env["SCRIPT_NAME"] + env["PATH_INFO"]).encode("latin-1").decode() == "/č/é/x"
+
+
 @pytest.mark.parametrize(
     "query",
     ["a=1&b=%20x&c=%FF&d=caf%C3%A9&e=a+b&&f", "x=%2F%3F%23", "", "just-text", "a=1?b=2"],
