@@ -146,7 +146,7 @@ pub async fn serve_h1<I>(
     let svc = service(shared.clone(), info);
     let conn = builders.h1.serve_connection(TokioIo::new(io), svc).with_upgrades();
     tokio::pin!(conn);
-    drive(conn, false, shared, stop).await;
+    drive(conn, shared, stop).await;
 }
 
 /// HTTP/2: as HTTP/1, except that a graceful stop sends GOAWAY at once — it names the last
@@ -163,11 +163,12 @@ pub async fn serve_h2<I>(
     let svc = service(shared.clone(), info);
     let conn = builders.h2.serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
-    drive(conn, true, shared, stop).await;
+    drive(conn, shared, stop).await;
 }
 
 /// What `drive` needs from hyper's two connection types.
 trait Connection: std::future::Future<Output = Result<(), hyper::Error>> {
+    /// A graceful stop began: tell the client, if the protocol has a way to.
     fn goaway(self: std::pin::Pin<&mut Self>);
 }
 
@@ -179,9 +180,9 @@ where
     S::ResBody: http_body::Body + 'static,
     <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    fn goaway(self: std::pin::Pin<&mut Self>) {
-        self.graceful_shutdown();
-    }
+    /// Nothing: HTTP/1 has no GOAWAY, and hyper's `graceful_shutdown` could drop a request that
+    /// is already on its way (see `serve_h1`); responses say `Connection: close` instead.
+    fn goaway(self: std::pin::Pin<&mut Self>) {}
 }
 
 impl<I, S, B> Connection for hyper::server::conn::http2::Connection<I, S, TokioExecutor>
@@ -198,12 +199,7 @@ where
     }
 }
 
-async fn drive<C: Connection>(
-    mut conn: std::pin::Pin<&mut C>,
-    h2: bool,
-    shared: Arc<Shared>,
-    mut stop: watch::Receiver<Stop>,
-) {
+async fn drive<C: Connection>(mut conn: std::pin::Pin<&mut C>, shared: Arc<Shared>, mut stop: watch::Receiver<Stop>) {
     let how = tokio::select! {
         res = conn.as_mut() => {
             if let Err(e) = res {
@@ -216,9 +212,7 @@ async fn drive<C: Connection>(
     if how == Stop::Fast {
         return;
     }
-    if h2 {
-        conn.as_mut().goaway();
-    }
+    conn.as_mut().goaway();
     // Graceful: wait for the connection, up to the grace period, unless a fast stop follows.
     let grace = how.grace(shared.cfg.graceful_timeout);
     tokio::select! {
