@@ -127,8 +127,12 @@ class Server:
         return [c.pid for c in psutil.Process(self.pid).children()]
 
 
+# Variables from the developer's shell that would change what a test server does.
+AMBIENT = ("PORT", "WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS", "DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")
+
+
 def base_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RSGI_") and k not in ("PORT", "WEB_CONCURRENCY")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RSGI_") and k not in AMBIENT}
     env["PYTHONPATH"] = str(TESTS) + os.pathsep + env.get("PYTHONPATH", "")
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)

@@ -68,6 +68,23 @@ class PageTests(TestCase):
         body = b"".join([chunk async for chunk in response.streaming_content])
         self.assertEqual(body, b"".join(b"chunk %d\n" % n for n in range(1, 6)))
 
+    async def test_events(self):
+        response = await self.async_client.get("/events/", {"count": "3", "interval": "0"})
+        self.assertTrue(response.is_async)
+        self.assertEqual(response["Content-Type"], "text/event-stream")
+        body = b"".join([chunk async for chunk in response.streaming_content]).decode()
+        self.assertEqual(body.count("event: tick"), 3)
+        self.assertIn('id: 3\nevent: tick\ndata: {"n": 3, "of": 3}\n\n', body)
+        resumed = await self.async_client.get(
+            "/events/", {"count": "3", "interval": "0"}, headers={"Last-Event-ID": "2"}
+        )
+        self.assertEqual(
+            b"".join([chunk async for chunk in resumed.streaming_content]).decode().count("event: tick"), 1
+        )
+        done = await self.async_client.get("/events/", {"count": "3"}, headers={"Last-Event-ID": "3"})
+        self.assertEqual(done.status_code, 204)
+        self.assertEqual((await self.async_client.get("/events/", {"interval": "nan"})).status_code, 400)
+
     def test_download(self):
         response = self.client.get("/download")
         body = b"".join(response.streaming_content)

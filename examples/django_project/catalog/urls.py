@@ -20,5 +20,6 @@ urlpatterns = [
     path("headers", views.headers, name="headers"),
     path("error", views.error, name="error"),
     path("big", views.big, name="big"),
+    path("events/", views.events, name="events"),
     re_path(rf"^chat/{ROOM_PATTERN}/$", views.chat, name="chat"),
 ]

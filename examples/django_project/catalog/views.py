@@ -1,5 +1,6 @@
 import asyncio
 import hashlib
+import json
 import math
 import time
 
@@ -15,6 +16,8 @@ from .sample import SAMPLE_NAME, big_bytes, sample_path
 ITEM_PAGE_SIZE = 20
 STREAM_CHUNKS = 5
 STREAM_MAX_TOTAL_DELAY = 2.0
+EVENTS_DEFAULT_COUNT, EVENTS_MAX_COUNT = 10, 100
+EVENTS_DEFAULT_INTERVAL, EVENTS_MAX_INTERVAL = 1.0, 5.0
 META_KEYS = ["REMOTE_ADDR", "SERVER_NAME", "SERVER_PORT", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING"]
 
 
@@ -141,6 +144,50 @@ async def astream(request):
             yield f"chunk {n}\n"
 
     return StreamingHttpResponse(chunks(), content_type="text/plain; charset=utf-8")
+
+
+def bounded_number(values, name, default, cast, low, high):
+    """values[name] (a query parameter or a header) clamped to [low, high]; None if not a number."""
+    try:
+        value = cast(values.get(name, default))
+    except ValueError:
+        return None
+    if not math.isfinite(value):
+        return None
+    return min(max(value, low), high)
+
+
+@require_safe
+async def events(request):
+    """Server-sent events: ?count= "tick" events (default 10), ?interval= seconds apart.
+
+    Each event carries an id, so a browser's EventSource that reconnects sends Last-Event-ID and
+    the stream resumes after it instead of starting over. The view is async and its generator
+    awaits between events, so under ASGI (e.g. `rsgi --django mysite --asgi-path /events/`) a
+    waiting client holds no thread; Django's WSGI handler would collect the whole stream first.
+    """
+    count = bounded_number(request.GET, "count", EVENTS_DEFAULT_COUNT, int, 1, EVENTS_MAX_COUNT)
+    interval = bounded_number(request.GET, "interval", EVENTS_DEFAULT_INTERVAL, float, 0.0, EVENTS_MAX_INTERVAL)
+    last_id = bounded_number(request.headers, "Last-Event-ID", 0, int, 0, EVENTS_MAX_COUNT)
+    if count is None or interval is None or last_id is None:
+        return HttpResponseBadRequest("count, interval and Last-Event-ID must be numbers", content_type="text/plain")
+    if last_id >= count:
+        # Everything was delivered: 204 is how a server tells EventSource to stop reconnecting.
+        return HttpResponse(status=204)
+
+    async def stream():
+        # Tell the browser how long to wait before reconnecting if the stream breaks.
+        yield "retry: 1000\n\n"
+        for n in range(last_id + 1, count + 1):
+            if n > last_id + 1:
+                await asyncio.sleep(interval)
+            yield f"id: {n}\nevent: tick\ndata: {json.dumps({'n': n, 'of': count})}\n\n"
+
+    response = StreamingHttpResponse(stream(), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    # rsgi sends each event as it is yielded; this asks an nginx in front to do the same.
+    response["X-Accel-Buffering"] = "no"
+    return response
 
 
 @require_safe

@@ -65,8 +65,8 @@ WSGI_APPLICATION = "mysite.wsgi.application"
 ASGI_APPLICATION = "mysite.asgi.application"
 
 # Channels' layer carries chat messages between consumers. The in-memory layer only reaches
-# consumers in the same process (one worker); set REDIS_URL (and install channels-redis) for
-# chat across several workers or machines.
+# consumers in the same process (one worker); REDIS_URL (e.g. redis://redis:6379/0, with
+# channels-redis from requirements-production.txt) makes chat work across workers and machines.
 REDIS_URL = os.environ.get("REDIS_URL")
 if REDIS_URL:
     CHANNEL_LAYERS = {
@@ -75,13 +75,34 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
-# Tests point RSGI_EXAMPLE_DB at a throwaway copy so they never touch the dev database.
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": os.environ.get("RSGI_EXAMPLE_DB") or BASE_DIR / "db.sqlite3",
+# DATABASE_URL (e.g. postgres://mysite:secret@db:5432/mysite) selects the production database.
+# Without it the example stays on SQLite, so `make serve` and the tests need no other service.
+DATABASE_URL = os.environ.get("DATABASE_URL")
+if DATABASE_URL:
+    # Imported here, not at the top: the SQLite path must work with requirements.txt alone.
+    import dj_database_url
+
+    DATABASES = {
+        "default": dj_database_url.parse(
+            DATABASE_URL,
+            # Django's default (0: a connection per request) is the safe one under ASGI, where each
+            # request runs its ORM calls in a short-lived thread whose connection could not be
+            # reused. Pages served through WSGI (plain WSGI or `rsgi --django`) run on threads that
+            # live as long as the worker, so there a few seconds of reuse saves a connect per request.
+            conn_max_age=int(os.environ.get("DJANGO_CONN_MAX_AGE", "0")),
+            # A reused connection the database has dropped (restart, failover) is replaced instead
+            # of failing the request.
+            conn_health_checks=True,
+        )
     }
-}
+else:
+    # Tests point RSGI_EXAMPLE_DB at a throwaway copy so they never touch the dev database.
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.environ.get("RSGI_EXAMPLE_DB") or BASE_DIR / "db.sqlite3",
+        }
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

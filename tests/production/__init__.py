@@ -1,0 +1,1 @@
+"""The example project in production shape: Postgres, Redis, several workers and instances."""
