@@ -2,7 +2,7 @@
 //! 416), precompressed `.br`/`.gz` siblings, `Content-Type`, `Cache-Control`. No Python.
 
 use std::fs::{File, Metadata};
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -13,12 +13,8 @@ use http::header::{
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_range_header::RangeUnsatisfiableError;
 
+use super::cache::{Asset, Variant};
 use crate::http::body::ResponseBody;
-
-/// Files up to this size are read into memory on the spot; larger ones are streamed by tokio
-/// in 256 KiB reads. A blocking read of a page-cached small file takes microseconds, less than
-/// a hop to tokio's blocking pool (nginx reads small files the same way).
-const READ_WHOLE: u64 = 64 * 1024;
 
 /// How a file may be cached.
 pub struct Caching {
@@ -26,27 +22,14 @@ pub struct Caching {
     pub max_age: u64,
 }
 
-/// A file chosen for a request: the identity file, or a precompressed sibling.
-struct Variant {
-    path: PathBuf,
-    meta: Metadata,
-    encoding: Option<&'static str>,
-}
-
-/// Builds the response for the regular file `path` (already resolved and checked to be inside
-/// its root). `head` drops the body but keeps every header.
-pub fn respond(
-    root: &Path,
-    path: &Path,
-    meta: Metadata,
-    req: &HeaderMap,
-    head: bool,
-    caching: &Caching,
-) -> Response<ResponseBody> {
-    let siblings = encodings_for(root, path);
+/// Builds the response for `asset` (resolved and checked to be inside its root). `head` drops
+/// the body but keeps every header.
+pub fn respond(asset: &Asset, req: &HeaderMap, head: bool, caching: &Caching) -> Response<ResponseBody> {
+    let (identity, siblings) = asset.variants.split_first().expect("the identity variant");
+    let path = identity.path.as_path();
     // Ranges always refer to the identity bytes, so a Range request is never served compressed.
-    let variant = if req.contains_key(RANGE) { None } else { pick_encoding(&siblings, req.get(ACCEPT_ENCODING)) }
-        .unwrap_or(Variant { path: path.to_owned(), meta, encoding: None });
+    let variant = if req.contains_key(RANGE) { None } else { pick_encoding(siblings, req.get(ACCEPT_ENCODING)) }
+        .unwrap_or(identity);
 
     let mut headers = HeaderMap::new();
     let etag = etag(&variant.meta, variant.encoding);
@@ -89,6 +72,9 @@ pub fn respond(
     if head {
         return build(status, headers, ResponseBody::empty());
     }
+    if let Some(data) = &variant.data {
+        return build(status, headers, ResponseBody::full(data.slice(start as usize..(start + count) as usize)));
+    }
     match open_body(&variant.path, start, count) {
         Ok(body) => build(status, headers, body),
         Err(e) => {
@@ -110,20 +96,12 @@ fn open_body(path: &Path, start: u64, count: u64) -> std::io::Result<ResponseBod
     if start > 0 {
         file.seek(SeekFrom::Start(start))?;
     }
-    if count <= READ_WHOLE {
-        let mut buf = Vec::with_capacity(count as usize);
-        file.take(count).read_to_end(&mut buf)?;
-        if buf.len() as u64 != count {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "file changed while being read"));
-        }
-        return Ok(ResponseBody::full(buf));
-    }
     Ok(ResponseBody::file(file, count))
 }
 
 /// Precompressed siblings that exist next to `path`, best first. Each is held to the same rule
 /// as the file itself: after following symlinks it must still be inside `root`.
-fn encodings_for(root: &Path, path: &Path) -> Vec<(&'static str, PathBuf, Metadata)> {
+pub(super) fn encodings_for(root: &Path, path: &Path) -> Vec<(&'static str, PathBuf, Metadata)> {
     let mut out = Vec::new();
     for (enc, ext) in [("br", "br"), ("gzip", "gz")] {
         let mut name = path.as_os_str().to_owned();
@@ -143,16 +121,16 @@ fn encodings_for(root: &Path, path: &Path) -> Vec<(&'static str, PathBuf, Metada
 }
 
 /// The sibling with the highest q-value the client gives it (`br` first on a tie).
-fn pick_encoding(siblings: &[(&'static str, PathBuf, Metadata)], accept: Option<&HeaderValue>) -> Option<Variant> {
+fn pick_encoding<'a>(siblings: &'a [Variant], accept: Option<&HeaderValue>) -> Option<&'a Variant> {
     let accept = accept?.to_str().ok()?;
-    let mut best: Option<(f32, &(&'static str, PathBuf, Metadata))> = None;
+    let mut best: Option<(f32, &Variant)> = None;
     for sibling in siblings {
-        let q = quality(accept, sibling.0);
+        let q = quality(accept, sibling.encoding.unwrap_or("identity"));
         if q > 0.0 && best.is_none_or(|(b, _)| q > b) {
             best = Some((q, sibling));
         }
     }
-    best.map(|(_, (enc, path, meta))| Variant { path: path.clone(), meta: meta.clone(), encoding: Some(enc) })
+    best.map(|(_, v)| v)
 }
 
 /// RFC 9110 §12.5.3: the q-value of `coding` in an Accept-Encoding list; a coding that is not

@@ -2,6 +2,7 @@
 //! mounts (and `--static-django`, resolved in Python to STATIC_URL=STATIC_ROOT).
 //! `resolve` maps a URL to a file safely; `file` builds the response.
 
+pub mod cache;
 pub mod file;
 pub mod resolve;
 
@@ -12,6 +13,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 
 use crate::http::body::ResponseBody;
 use crate::http::response;
+use cache::AssetCache;
 use file::Caching;
 
 /// One `--static` mount: URL prefix (always ending in `/`) and the canonical directory.
@@ -22,10 +24,11 @@ pub struct Mount {
 }
 
 /// Every mount of a worker, longest prefix first.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct StaticFiles {
     mounts: Vec<Mount>,
     max_age: u64,
+    cache: AssetCache,
 }
 
 impl StaticFiles {
@@ -48,7 +51,7 @@ impl StaticFiles {
             out.push(Mount { prefix, root });
         }
         out.sort_by_key(|m| std::cmp::Reverse(m.prefix.len()));
-        Ok(Self { mounts: out, max_age })
+        Ok(Self { mounts: out, max_age, cache: AssetCache::default() })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -70,11 +73,9 @@ impl StaticFiles {
                 return Some(resp);
             }
         };
-        let found = resolve::resolve(&mount.root, &path[mount.prefix.len()..])
-            .and_then(|p| std::fs::metadata(&p).ok().filter(|m| m.is_file()).map(|m| (p, m)));
-        let Some((file, meta)) = found else {
+        let Some(asset) = self.cache.get(path, &mount.root, &path[mount.prefix.len()..]) else {
             return Some(response::plain(StatusCode::NOT_FOUND, false));
         };
-        Some(file::respond(&mount.root, &file, meta, req.headers(), head, &Caching { max_age: self.max_age }))
+        Some(file::respond(&asset, req.headers(), head, &Caching { max_age: self.max_age }))
     }
 }
