@@ -69,6 +69,11 @@ def _rsgi(interface: str) -> Callable[[Launch], list[str]]:
     return command
 
 
+def _rsgi_static(launch: Launch) -> list[str]:
+    """rsgi serves STATIC_ROOT from its core."""
+    return ["--static", f"/static/={launch.static_root}"]
+
+
 def _rsgi_dual(launch: Launch) -> list[str]:
     """rsgi with both interfaces: the ASGI app (websockets) plus --wsgi for the pages."""
     argv = [launch.python, "-m", "rsgi", launch.app, "--wsgi", WSGI_APP, "--chdir", str(launch.app_dir)]
@@ -174,7 +179,7 @@ SERVERS: dict[str, ServerDef] = {
             "rsgi",
             _rsgi("wsgi"),
             threads_flag=True,
-            static_args=lambda launch: ["--static", f"/static/={launch.static_root}"],
+            static_args=_rsgi_static,
             h2_args=(),
             notes="1 Python thread per worker unless --threads; access log off by default; HTTP/2 (h2c) is on by "
             "default (--http auto); static files through --static.",
@@ -184,6 +189,7 @@ SERVERS: dict[str, ServerDef] = {
             "asgi",
             "rsgi",
             _rsgi("asgi"),
+            static_args=_rsgi_static,
             h2_args=(),
             notes="rsgi --interface asgi: one event loop per worker (--loop auto: uvloop when installed); "
             "websockets through tokio-tungstenite; h2c on by default. " + LOOP_NOTE,
@@ -196,6 +202,7 @@ SERVERS: dict[str, ServerDef] = {
             "rsgi",
             _rsgi_dual,
             threads_flag=True,
+            static_args=_rsgi_static,
             h2_args=(),
             websocket=True,
             notes="rsgi APP --wsgi mysite.wsgi:application: HTTP through Django's WSGI handler on the worker's "
