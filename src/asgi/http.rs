@@ -15,7 +15,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{send_or_wait, AsgiContext};
+use super::{send_or_wait, AsgiContext, SendWaiter};
 use crate::bridge::awaitable::{done, ready};
 use crate::bridge::event_loop::{LoopEvent, Resolve};
 use crate::bridge::log;
@@ -31,6 +31,7 @@ const BODY_CHUNK: usize = 256 * 1024;
 pub struct HttpState {
     closed: Arc<Closed>,
     inner: Mutex<Inner>,
+    send_waiter: Arc<SendWaiter>,
 }
 
 #[derive(Default)]
@@ -41,28 +42,16 @@ struct Inner {
     stream: Option<mpsc::Sender<Chunk>>,
     complete: bool,
     disconnect_waiter: Option<Py<PyAny>>,
-    send_waiter: Option<Py<PyAny>>,
 }
 
 /// The client is gone (or the response was fully written): wake a pending `receive()`.
 struct Disconnected(Arc<HttpState>);
-/// A chunk that waited for room in the response channel has been queued: wake `send()`.
-struct SendReady(Arc<HttpState>);
 
 impl Resolve for Disconnected {
     fn resolve(&self, py: Python<'_>) {
         let waiter = self.0.inner.lock().expect("asgi state").disconnect_waiter.take();
         if let Some(fut) = waiter {
             set_result(py, fut.bind(py), disconnect_message(py));
-        }
-    }
-}
-
-impl Resolve for SendReady {
-    fn resolve(&self, py: Python<'_>) {
-        let waiter = self.0.inner.lock().expect("asgi state").send_waiter.take();
-        if let Some(fut) = waiter {
-            set_result(py, fut.bind(py), py.None().into_bound(py));
         }
     }
 }
@@ -97,7 +86,7 @@ impl HttpProtocol {
         closed: Arc<Closed>,
     ) -> Self {
         let inner = Inner { body: Some(body), reply: Some(reply), ..Default::default() };
-        Self { state: Arc::new(HttpState { closed, inner: Mutex::new(inner) }), ctx }
+        Self { state: Arc::new(HttpState { closed, inner: Mutex::new(inner), send_waiter: Default::default() }), ctx }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -106,15 +95,8 @@ impl HttpProtocol {
 
     /// Queues a chunk (waiting when the client is slow). A client that left makes it a no-op,
     /// as uvicorn does: an app streaming to nobody is not an error.
-    fn push<'py>(
-        &self,
-        py: Python<'py>,
-        inner: &mut Inner,
-        tx: &mpsc::Sender<Chunk>,
-        data: Bytes,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let woken = Arc::new(SendReady(self.state.clone()));
-        match send_or_wait(py, &self.ctx, tx, Ok(data), &mut inner.send_waiter, woken)? {
+    fn push<'py>(&self, py: Python<'py>, tx: &mpsc::Sender<Chunk>, data: Bytes) -> PyResult<Bound<'py, PyAny>> {
+        match send_or_wait(py, &self.ctx, tx, Ok(data), &self.state.send_waiter)? {
             Some(awaitable) => Ok(awaitable),
             None => done(py),
         }
@@ -205,7 +187,7 @@ impl HttpProtocol {
                         inner.stream = None; // dropping the sender ends the body
                         inner.complete = true;
                     }
-                    return if data.is_empty() { done(py) } else { self.push(py, &mut inner, &tx, data) };
+                    return if data.is_empty() { done(py) } else { self.push(py, &tx, data) };
                 }
                 let Some((status, mut headers)) = inner.start.take() else {
                     return Err(PyRuntimeError::new_err("http.response.body sent before http.response.start"));
@@ -226,7 +208,7 @@ impl HttpProtocol {
                 if data.is_empty() {
                     done(py)
                 } else {
-                    self.push(py, &mut inner, &tx, data)
+                    self.push(py, &tx, data)
                 }
             }
             "http.response.pathsend" => {
@@ -253,10 +235,10 @@ impl HttpProtocol {
     #[pyo3(signature = (exc = None))]
     fn complete(&self, py: Python<'_>, exc: Option<Bound<'_, PyAny>>) {
         self.state.closed.clear_hook();
+        self.state.send_waiter.clear();
         let (reply, stream, complete) = {
             let mut inner = self.lock();
             inner.disconnect_waiter = None;
-            inner.send_waiter = None;
             (inner.reply.take(), inner.stream.take(), inner.complete)
         };
         let problem = match (&exc, complete) {

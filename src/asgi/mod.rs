@@ -20,15 +20,14 @@ use scope::ScopeBuilder;
 
 /// Sends `item` on a bounded channel from the loop thread without blocking it. If the channel
 /// has room the returned awaitable is already complete; if it is full a tokio task finishes the
-/// send and then wakes `woken` through the loop queue, and the returned future (stored in
+/// send and then wakes `waiter` through the loop queue, and the returned future (held by
 /// `waiter`) is what the app awaits: backpressure. `None` when the receiver is gone.
 pub(crate) fn send_or_wait<'py, T: Send + 'static>(
     py: Python<'py>,
     ctx: &AsgiContext,
     tx: &tokio::sync::mpsc::Sender<T>,
     item: T,
-    waiter: &mut Option<Py<PyAny>>,
-    woken: Arc<dyn crate::bridge::event_loop::Resolve>,
+    waiter: &Arc<SendWaiter>,
 ) -> PyResult<Option<Bound<'py, PyAny>>> {
     use tokio::sync::mpsc::error::TrySendError;
     match tx.try_send(item) {
@@ -36,13 +35,34 @@ pub(crate) fn send_or_wait<'py, T: Send + 'static>(
         Err(TrySendError::Closed(_)) => Ok(None),
         Err(TrySendError::Full(item)) => {
             let fut = ctx.create_future.bind(py).call0()?;
-            *waiter = Some(fut.clone().unbind());
-            let (tx, queue) = (tx.clone(), ctx.queue.clone());
+            *waiter.0.lock().expect("send waiter") = Some(fut.clone().unbind());
+            let (tx, queue, woken) = (tx.clone(), ctx.queue.clone(), waiter.clone());
             ctx.runtime.spawn(async move {
                 let _ = tx.send(item).await;
                 queue.push(LoopEvent::Resolve(woken));
             });
             Ok(Some(fut))
+        }
+    }
+}
+
+/// The future a `send()` held back by backpressure awaits (one per request or websocket, shared
+/// by the HTTP and WebSocket protocols); resolved with None once tokio has queued the item.
+#[derive(Default)]
+pub(crate) struct SendWaiter(std::sync::Mutex<Option<Py<PyAny>>>);
+
+impl SendWaiter {
+    /// The app is done: nothing will await the future any more.
+    pub(crate) fn clear(&self) {
+        *self.0.lock().expect("send waiter") = None;
+    }
+}
+
+impl crate::bridge::event_loop::Resolve for SendWaiter {
+    fn resolve(&self, py: Python<'_>) {
+        let waiter = self.0.lock().expect("send waiter").take();
+        if let Some(fut) = waiter {
+            http::set_result(py, fut.bind(py), py.None().into_bound(py));
         }
     }
 }

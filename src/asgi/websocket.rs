@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::http::{parse_headers, required, set_result};
-use super::{send_or_wait, AsgiContext};
+use super::{send_or_wait, AsgiContext, SendWaiter};
 use crate::bridge::awaitable::{done, ready};
 use crate::bridge::event_loop::{LoopEvent, Resolve};
 use crate::bridge::log;
@@ -27,6 +27,7 @@ use crate::http::websocket::{close_frame, Incoming, WsConn};
 pub struct WsState {
     conn: Arc<WsConn>,
     inner: Mutex<Inner>,
+    send_waiter: Arc<SendWaiter>,
 }
 
 #[derive(Default)]
@@ -42,13 +43,10 @@ struct Inner {
     denial: Option<(StatusCode, HeaderMap)>,
     denial_body: bytes::BytesMut,
     receive_waiter: Option<Py<PyAny>>,
-    send_waiter: Option<Py<PyAny>>,
 }
 
 /// A message arrived (or the client left): hand it to the waiting `receive()`.
 struct MessageReady(Arc<WsState>);
-/// A message that waited for room in the outbox went out: wake `send()`.
-struct SendReady(Arc<WsState>);
 
 impl Resolve for MessageReady {
     fn resolve(&self, py: Python<'_>) {
@@ -59,15 +57,6 @@ impl Resolve for MessageReady {
                 Ok(msg) => set_result(py, fut.bind(py), msg.into_any()),
                 Err(e) => e.print(py),
             }
-        }
-    }
-}
-
-impl Resolve for SendReady {
-    fn resolve(&self, py: Python<'_>) {
-        let waiter = self.0.inner.lock().expect("ws state").send_waiter.take();
-        if let Some(fut) = waiter {
-            set_result(py, fut.bind(py), py.None().into_bound(py));
         }
     }
 }
@@ -101,7 +90,7 @@ pub struct WebSocketProtocol {
 impl WebSocketProtocol {
     pub fn new(ctx: Arc<AsgiContext>, conn: Arc<WsConn>, reply: oneshot::Sender<AppResponse>, accept: String) -> Self {
         let inner = Inner { reply: Some(reply), accept, ..Default::default() };
-        Self { state: Arc::new(WsState { conn, inner: Mutex::new(inner) }), ctx }
+        Self { state: Arc::new(WsState { conn, inner: Mutex::new(inner), send_waiter: Default::default() }), ctx }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -110,9 +99,8 @@ impl WebSocketProtocol {
 
     /// Queues a frame for the client (waiting when it reads slowly). Unlike HTTP, sending on a
     /// closed websocket is an error the app must see (ASGI spec: an `OSError`).
-    fn out<'py>(&self, py: Python<'py>, inner: &mut Inner, m: Message) -> PyResult<Bound<'py, PyAny>> {
-        let woken = Arc::new(SendReady(self.state.clone()));
-        send_or_wait(py, &self.ctx, &self.state.conn.out, m, &mut inner.send_waiter, woken)?
+    fn out<'py>(&self, py: Python<'py>, m: Message) -> PyResult<Bound<'py, PyAny>> {
+        send_or_wait(py, &self.ctx, &self.state.conn.out, m, &self.state.send_waiter)?
             .ok_or_else(|| PyOSError::new_err("the websocket is closed"))
     }
 
@@ -200,7 +188,7 @@ impl WebSocketProtocol {
                     }
                     (None, None) => return Err(PyValueError::new_err("websocket.send needs text or bytes")),
                 };
-                self.out(py, &mut inner, m)
+                self.out(py, m)
             }
             "websocket.close" => {
                 let code: u16 = match message.get_item(intern!(py, "code"))? {
@@ -222,7 +210,7 @@ impl WebSocketProtocol {
                 }
                 inner.closed = true;
                 let m = Message::Close(Some(close_frame(code, &reason)));
-                match self.out(py, &mut inner, m) {
+                match self.out(py, m) {
                     Err(_) => done(py), // already gone: closing twice is fine
                     ok => ok,
                 }
@@ -266,10 +254,10 @@ impl WebSocketProtocol {
     /// Called once when the app's coroutine ends (with its exception, if any).
     #[pyo3(signature = (exc = None))]
     fn complete(&self, py: Python<'_>, exc: Option<Bound<'_, PyAny>>) {
+        self.state.send_waiter.clear();
         let (accepted, closed, reply) = {
             let mut inner = self.lock();
             inner.receive_waiter = None;
-            inner.send_waiter = None;
             (inner.accepted, inner.closed, inner.reply.take())
         };
         let failed = exc.as_ref().is_some_and(|e| !super::http::is_cancelled(py, e));
