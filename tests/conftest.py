@@ -21,24 +21,12 @@ from typing import TypeVar
 
 import httpx
 import pytest
+from reliability.loadgen import wait_until  # noqa: F401 - re-exported: the one polling helper the suites share
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
 DJANGO_DIR = ROOT / "examples" / "django_project"
-
-
-def wait_until(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
-    """Poll `condition` until it returns something truthy (returned); fail after `timeout` s.
-    The tests' readiness checks: a condition with a deadline, never a fixed sleep."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def free_port() -> int:

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-import psutil
 import pytest
 from conftest import DJANGO_DIR, TESTS, Server, StartServer, base_env, free_port, wait_until
+from reliability import loadgen
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
@@ -40,19 +40,8 @@ T = TypeVar("T")
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
 def wait_workers(server: Server, count: int, timeout: float = 15.0, exclude: frozenset[int] = frozenset()) -> set[int]:
-    def check() -> set[int] | None:
-        pids = {p for p in server.worker_pids() if alive(p)}
-        return pids if len(pids) == count and not pids & exclude else None
-
-    return wait_until(check, timeout, f"{count} live workers other than {sorted(exclude)}")
+    return loadgen.wait_workers(server.pid, count, timeout, exclude)
 
 
 def lines(path: Path) -> list[str]:

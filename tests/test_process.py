@@ -13,18 +13,26 @@ import pytest
 from conftest import StartServer, wait_until
 
 
-def test_max_requests_recycles_workers_without_failing_requests(serve: StartServer) -> None:
-    server = serve("apps.process:pid", "--max-requests", "5")
+def pids_while_serving(server, timeout: float) -> set[int]:
+    """Requests `apps.process:pid` until three different workers have answered; every request
+    must succeed (a replacement must not cost a request)."""
     pids: set[int] = set()
     sent = 0
-    deadline = time.monotonic() + 15  # the supervisor looks at the counters once a second
+    deadline = time.monotonic() + timeout
     with httpx.Client(timeout=5) as c:
         while len(pids) < 3 and time.monotonic() < deadline:
             r = c.get(server.url + "/")
             sent += 1
             assert r.status_code == 200, f"request {sent} failed"
             pids.add(int(r.text))
-    assert len(pids) >= 3, f"workers were not recycled after {sent} requests: {pids}"
+    assert len(pids) >= 3, f"workers were not replaced after {sent} requests: {pids}"
+    return pids
+
+
+def test_max_requests_recycles_workers_without_failing_requests(serve: StartServer) -> None:
+    server = serve("apps.process:pid", "--max-requests", "5")
+    # The supervisor looks at the counters once a second.
+    pids_while_serving(server, 15)
     log = server.log()
     assert "served 5 requests (--max-requests)" in log
     assert "starting a new one" not in log  # a retirement, not a crash
@@ -108,16 +116,7 @@ def test_umask_applies_to_files_the_server_creates(serve: StartServer, tmp_path:
 def test_workers_lifetime_replaces_workers_without_failing_requests(serve: StartServer, tmp_path: Path) -> None:
     errors = tmp_path / "error.log"
     server = serve("apps.process:pid", "--workers-lifetime", "1", "--error-log", str(errors))
-    pids: set[int] = set()
-    sent = 0
-    deadline = time.monotonic() + 20
-    with httpx.Client(timeout=5) as c:
-        while len(pids) < 3 and time.monotonic() < deadline:
-            r = c.get(server.url + "/")
-            sent += 1
-            assert r.status_code == 200, f"request {sent} failed"
-            pids.add(int(r.text))
-    assert len(pids) >= 3, f"workers were not replaced after {sent} requests: {pids}"
+    pids_while_serving(server, 20)
     log = errors.read_text()
     assert "(--workers-lifetime)" in log
     assert "starting a new one" not in log  # a retirement, not a crash
