@@ -11,9 +11,11 @@ import socket
 import threading
 from typing import Any
 
+from . import sync_calls
 from ._rsgi import Worker
 from .config import Config
 from .lifespan import Lifespan
+from .sync_calls import SyncCalls
 
 log = logging.getLogger("rsgi.worker")
 
@@ -30,6 +32,22 @@ async def run_http(app: Any, scope: dict[str, Any], proto: Any) -> None:
         proto.complete(exc)
     else:
         proto.complete(None)
+
+
+def request_runner(calls: SyncCalls | None) -> Any:
+    """run_http, with HTTP requests' sync_to_async calls on the worker's sync threads
+    (rsgi.sync_calls) when the app uses asgiref."""
+    if calls is None:
+        return run_http
+
+    async def run_http_with_sync_calls(app: Any, scope: dict[str, Any], proto: Any) -> None:
+        if scope["type"] != "http":
+            await run_http(app, scope, proto)
+            return
+        with calls.request():
+            await run_http(app, scope, proto)
+
+    return run_http_with_sync_calls
 
 
 def new_loop(kind: str) -> asyncio.AbstractEventLoop:
@@ -95,9 +113,10 @@ def serve(cfg: Config, sockets: list[socket.socket], app: Any, slot: int = 0, ws
             t.start()
         stopped = loop.create_future()
         state = lifespan.state if lifespan.supported else None
-        bridge = worker.asgi_bridge(app, loop, run_http, state, stopped)
+        calls = sync_calls.for_worker(loop, cfg.sync_concurrency)
+        bridge = worker.asgi_bridge(app, loop, request_runner(calls), state, stopped)
         loop.add_reader(bridge.fileno(), bridge.on_wake)
-        _heartbeat(loop, bridge)
+        _heartbeat(loop, bridge, calls)
         if wsgi:
             log.info(
                 "worker serving %s (WSGI, %d thread%s) and %s (ASGI, websockets%s) on %s",
@@ -124,10 +143,13 @@ def serve(cfg: Config, sockets: list[socket.socket], app: Any, slot: int = 0, ws
         loop.close()
 
 
-def _heartbeat(loop: asyncio.AbstractEventLoop, bridge: Any) -> None:
-    """Once a second, tell the supervisor the loop is alive (for --timeout)."""
+def _heartbeat(loop: asyncio.AbstractEventLoop, bridge: Any, calls: SyncCalls | None) -> None:
+    """Once a second, tell the supervisor the loop is alive (for --timeout), and let sync threads
+    idle for a minute go."""
     bridge.heartbeat()
-    loop.call_later(1.0, _heartbeat, loop, bridge)
+    if calls is not None:
+        calls.pool.trim()
+    loop.call_later(1.0, _heartbeat, loop, bridge, calls)
 
 
 def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:

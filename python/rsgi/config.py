@@ -136,6 +136,14 @@ class Config:
         "hand-offs between the event loop and Django's sync_to_async threads; see the README for measurements.",
         ("--switch-interval",),
     )
+    sync_concurrency: int = setting(
+        2,
+        "ASGI: how many thread-sensitive sync_to_async calls (Django's sync middleware, sync views, ORM calls) "
+        "run at once per worker; the rest wait their turn on the loop, and a call blocked on I/O for over 20 ms "
+        "stops counting. Each request keeps a thread of its own, reused across requests. 0: asgiref's own way "
+        "(a new thread per request).",
+        ("--sync-concurrency",),
+    )
     factory: bool = setting(
         False, "Treat the app as a factory: call it with no arguments to get the app.", ("--factory",)
     )
@@ -415,6 +423,8 @@ class Config:
         for name in ("workers", "threads", "runtime_threads", "backlog", "max_connections"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
+        if self.sync_concurrency < 0:
+            raise ConfigError("sync_concurrency must be 0 (asgiref's own threads) or more")
         if self.keepalive <= 0:
             raise ConfigError("keepalive must be positive")
         for address in self.binds():
