@@ -192,7 +192,8 @@ SERVERS: dict[str, ServerDef] = {
             static_args=_rsgi_static,
             h2_args=(),
             notes="rsgi --interface asgi: one event loop per worker (--loop auto: uvloop when installed); "
-            "websockets through tokio-tungstenite; h2c on by default. " + LOOP_NOTE,
+            "Django's sync_to_async calls on reused per-request threads, two at a time (--sync-concurrency 2, "
+            "the default); websockets through tokio-tungstenite; h2c on by default. " + LOOP_NOTE,
             unsupported=RSGI_NO_ASGI,
             websocket=True,
         ),

@@ -206,7 +206,11 @@ class SyncPool:
 
     def _release_waiting(self) -> None:
         while self.waiting and self._has_room():
-            self._start(self.waiting.popleft())
+            call = self.waiting.popleft()
+            if call.future.cancelled():  # its coroutine gave up waiting: dropped, as a queued executor item is
+                self._forget(call)
+            else:
+                self._start(call)
         if self.waiting:
             self._arm()
 
@@ -214,11 +218,20 @@ class SyncPool:
         """Calls are waiting and none is due to finish: look again when the oldest running call
         would count as stalled."""
         if self.timer is None and self.admitted:
-            self.timer = self.loop.call_at(self.admitted[0].started + STALL, self._on_timer)
+            # A millisecond late: uvloop's clock moves in 1 ms steps, and a timer due at exactly
+            # `started + STALL` would find the call not yet stalled and re-arm for the same moment.
+            self.timer = self.loop.call_at(self.admitted[0].started + STALL + 0.001, self._on_timer)
 
     def _on_timer(self) -> None:
         self.timer = None
         self._release_waiting()
+
+    def _forget(self, call: _Call) -> None:
+        """`call` is over: its lease gives its thread back once the request has ended too."""
+        lease = call.owner
+        lease.pending -= 1
+        if lease.ended and lease.pending == 0:
+            self.give_back(lease)
 
     def done(self, call: _Call, result: Any, error: BaseException | None) -> None:
         """A thread finished `call` (scheduled on the loop by the thread)."""
@@ -228,10 +241,7 @@ class SyncPool:
         admitted = self.admitted
         while admitted and not admitted[0].counted:  # forget finished calls at the front
             admitted.popleft()
-        lease = call.owner
-        lease.pending -= 1
-        if lease.ended and lease.pending == 0:
-            self.give_back(lease)
+        self._forget(call)
         future = call.future
         if not future.done():  # the awaiting coroutine may have been cancelled meanwhile
             if error is None:
