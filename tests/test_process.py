@@ -184,3 +184,26 @@ def test_missing_env_file_is_a_clear_error(serve: StartServer, tmp_path: Path) -
     server = serve("apps.process:getenv", "--env-file", str(tmp_path / "nope.env"), ready=False)
     assert server.wait() == 2
     assert "--env-file" in server.log() and "no such file" in server.log()
+
+
+def io_threads(pid: int) -> int:
+    """How many tokio I/O threads (named rsgi-io) a worker runs."""
+    return sum((task / "comm").read_text().strip() == "rsgi-io" for task in Path(f"/proc/{pid}/task").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("flags", "workers"),
+    [((), 1), (("--workers", "2"), 2), (("--runtime-threads", "1"), 1), (("--runtime-threads", "3"), 1)],
+    ids=["auto-one-worker", "auto-two-workers", "one", "three"],
+)
+def test_runtime_threads_default_to_the_cores_the_workers_leave(
+    serve: StartServer, flags: tuple[str, ...], workers: int
+) -> None:
+    server = serve("apps.basic:hello", *flags)
+    pids = wait_until(lambda: len(server.worker_pids()) == workers and server.worker_pids(), 20, "the workers")
+    if "--runtime-threads" in flags:
+        expected = int(flags[-1])
+    else:  # one or two per worker: whatever the cores allow
+        expected = max(1, min(2, len(os.sched_getaffinity(0)) // workers))
+    for pid in pids:
+        assert wait_until(lambda pid=pid: io_threads(pid) == expected, 10, f"{expected} rsgi-io threads"), pid

@@ -147,6 +147,7 @@ def run(cfg: Config, sockets: list[socket.socket], app: Any, parent: int, slot: 
         except BaseException:
             log.exception("the app failed to import")
             return EXIT_BOOT_ERROR
+    cfg = dataclasses.replace(cfg, runtime_threads=cfg.resolved_runtime_threads())
     try:
         cfg = with_django_static(cfg)
     except ValueError as e:
