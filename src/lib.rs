@@ -25,5 +25,6 @@ fn _rsgi(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<asgi::http::HttpProtocol>()?;
     m.add_class::<asgi::websocket::WebSocketProtocol>()?;
     m.add_class::<bridge::awaitable::Ready>()?;
+    m.add_class::<bridge::awaitable::Done>()?;
     Ok(())
 }

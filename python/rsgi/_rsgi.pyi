@@ -60,6 +60,9 @@ class WebSocketProtocol:
 class Ready:
     def __await__(self) -> Iterator[Any]: ...
 
+class Done:
+    def __await__(self) -> Iterator[None]: ...
+
 class FileWrapper:
     filelike: Any
     blksize: int

@@ -1,9 +1,11 @@
-//! `Ready`: an awaitable that completes at once with a value. `receive()` and `send()` return it
-//! when no waiting is needed (the body is already buffered, the chunk fit in the channel), so
-//! the common path costs no asyncio Future and no trip through the event loop.
+//! Awaitables that complete at once: `Ready` (with a value) and `Done` (with `None`).
+//! `receive()` and `send()` return them when no waiting is needed (the body is already
+//! buffered, the chunk fit in the channel), so the common path costs no asyncio Future and no
+//! trip through the event loop.
 
 use pyo3::exceptions::PyStopIteration;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 
 #[pyclass(module = "rsgi._rsgi")]
 pub struct Ready {
@@ -51,7 +53,42 @@ pub fn ready<'py>(py: Python<'py>, value: Bound<'py, PyAny>) -> PyResult<Bound<'
     Ok(Bound::new(py, Ready::new(value.unbind()))?.into_any())
 }
 
+/// Complete with `None`, and stateless, so one instance serves every `send()`. Its `__next__`
+/// ends the iteration without raising: a C iterator returning NULL with no exception set means
+/// "finished, result None" to `await`, which saves the StopIteration object `Ready` must raise
+/// to carry a value (measured on websocket echo, where every message makes one `send()`).
+#[pyclass(frozen, module = "rsgi._rsgi")]
+pub struct Done;
+
+#[pymethods]
+impl Done {
+    fn __await__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__(&self) -> Option<Py<PyAny>> {
+        None
+    }
+
+    fn send(&self, _value: Py<PyAny>) -> PyResult<Py<PyAny>> {
+        Err(PyStopIteration::new_err(()))
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn throw(&self, _args: Bound<'_, pyo3::types::PyTuple>) -> PyResult<Py<PyAny>> {
+        Err(pyo3::exceptions::PyRuntimeError::new_err("cannot throw into a completed awaitable"))
+    }
+
+    fn close(&self) {}
+}
+
 /// An awaitable that is already complete with `None`.
 pub fn done(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
-    ready(py, py.None().into_bound(py))
+    static DONE: PyOnceLock<Py<Done>> = PyOnceLock::new();
+    let done = DONE.get_or_try_init(py, || Py::new(py, Done))?;
+    Ok(done.bind(py).clone().into_any())
 }
