@@ -3,8 +3,10 @@
 WSGI (default): `mysite.wsgi:application` called in a loop in one thread, with an environ like the one a server
 builds. ASGI (`--interface asgi`): `mysite.asgi:application` awaited in a loop on one event loop (uvloop when
 importable, as uvicorn uses), with a minimal http scope and a receive/send pair that behave like a server's.
-The number it reports (calls/s, one worker) is the most any single-worker server of that interface could reach
-for the same view on this machine: every server pays this cost plus its own HTTP, I/O and hand-over costs.
+The number it reports (calls/s, one worker) is the most a single-worker server of that interface could reach
+for the same view on this machine if it runs the app as is: every server pays this cost plus its own HTTP, I/O
+and hand-over costs. For ASGI, Django's sync_to_async calls use asgiref's own executor here; rsgi replaces that
+executor (--sync-concurrency), which is how its ASGI rows pass this ceiling.
 
     python bench/inprocess.py --paths /hello,/items --duration 5 --rounds 3
     python bench/inprocess.py --interface asgi --paths /ahello,/aitems --duration 5 --rounds 3
