@@ -2,13 +2,18 @@
 
 `serve(app, *flags)` starts one and waits until it answers HTTP (a readiness check, not a sleep);
 it is stopped (SIGTERM, then SIGKILL) at teardown. `django_server` serves the example project
-with a private SQLite copy. Test apps live in tests/apps/.
+with a private SQLite copy; `login_admin` logs its demo superuser into the admin. Test apps live
+in tests/apps/. Clients for the exact bytes: `raw_request` (one exchange) and `Raw` (a connection
+driven by hand: keep-alive, pipelining, chunked bodies, the server closing it).
 """
 
 from __future__ import annotations
 
 import contextlib
+import html
+import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -16,6 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -24,6 +30,7 @@ import pytest
 from reliability.loadgen import wait_until  # noqa: F401 - re-exported: the one polling helper the suites share
 
 T = TypeVar("T")
+R = TypeVar("R", bound="Raw")
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
 DJANGO_DIR = ROOT / "examples" / "django_project"
@@ -190,6 +197,37 @@ def django_server(serve: StartServer, django_db: dict[str, str]) -> Server:
     )
 
 
+# The demo superuser the example's `manage.py createdemoadmin` creates (catalog/management/commands).
+ADMIN_USER, ADMIN_PASSWORD = "admin", "admin-password-123"
+
+
+def csrf_token(page: str) -> str:
+    """The csrfmiddlewaretoken of the (first) form in a Django page."""
+    match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+    assert match, f"no csrfmiddlewaretoken in page:\n{page[:2000]}"
+    return match.group(1)
+
+
+def login_admin(client: httpx.Client, next_path: str = "/admin/catalog/item/") -> str:
+    """Log the demo superuser into the example's admin as a browser does, asserting each step:
+    `next_path` redirects to the login page, whose form (with its CSRF token) is posted back and
+    redirects to `next_path`. `client` has the server's base_url; returns the session cookie."""
+    redirect = client.get(next_path)
+    assert redirect.status_code == 302
+    assert redirect.headers["location"].startswith("/admin/login/")
+    login = f"/admin/login/?next={next_path}"
+    page = client.get(login)
+    assert page.status_code == 200
+    assert 'name="username"' in page.text
+    form = {"csrfmiddlewaretoken": csrf_token(page.text), "username": ADMIN_USER, "password": ADMIN_PASSWORD}
+    r = client.post(login, data={**form, "next": next_path})
+    assert r.status_code == 302, html.unescape(r.text)[:3000]
+    assert r.headers["location"] == next_path
+    session = client.cookies.get("sessionid")
+    assert session, "login should set the session cookie"
+    return session
+
+
 def raw_request(port: int, data: bytes, timeout: float = 5.0, read_until_close: bool = True) -> bytes:
     """Send raw bytes and return everything the server sends back until it closes (or times out)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
@@ -206,6 +244,130 @@ def raw_request(port: int, data: bytes, timeout: float = 5.0, read_until_close: 
         except TimeoutError:
             pass
         return b"".join(chunks)
+
+
+@dataclass
+class RawResponse:
+    """One response as `Raw` read it off the wire."""
+
+    version: str
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+    head: bytes  # the status line and header block, exactly as received
+    framing: bytes = b""  # the body bytes as they were framed on the wire (chunk sizes included)
+    chunks: list[bytes] = field(default_factory=list)
+
+    def header(self, name: str) -> str | None:
+        values = [v for k, v in self.headers if k.lower() == name.lower()]
+        assert len(values) <= 1, f"{name} sent {len(values)} times: {self.head!r}"
+        return values[0] if values else None
+
+    def json(self) -> dict:
+        return json.loads(self.body)
+
+
+class Raw:
+    """One TCP connection driven by hand, for the tests where the exact bytes matter: sends bytes and
+    reads the responses one by one (Content-Length, chunked or close-delimited), so one connection
+    can carry keep-alive and pipelined requests, and tells when the server closes it."""
+
+    def __init__(self, port: int, timeout: float = 5.0, host: str = "127.0.0.1") -> None:
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.buf = b""
+        self.eof = False
+
+    def __enter__(self: R) -> R:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def get(self, path: str) -> RawResponse:
+        """Send `GET path` on this connection and read its response."""
+        self.send(f"GET {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
+        return self.response()
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            self.eof = True
+            raise EOFError(f"connection closed; unparsed: {self.buf[:200]!r}")
+        self.buf += chunk
+
+    def _until(self, sep: bytes) -> bytes:
+        while sep not in self.buf:
+            self._fill()
+        out, self.buf = self.buf.split(sep, 1)
+        return out
+
+    def _exact(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            self._fill()
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def response(self, head_request: bool = False) -> RawResponse:
+        head = self._until(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        version, status = lines[0].split(" ")[:2]
+        headers = [(k.strip(), v.strip()) for k, v in (line.split(":", 1) for line in lines[1:])]
+        resp = RawResponse(version, int(status), headers, b"", head)
+        if head_request or resp.status in (204, 304) or 100 <= resp.status < 200:
+            return resp
+        te = resp.header("transfer-encoding")
+        length = resp.header("content-length")
+        if te is not None:
+            assert te.lower() == "chunked", te
+            framing = b""
+            while True:
+                size_line = self._until(b"\r\n")
+                size = int(size_line.split(b";")[0], 16)
+                framing += size_line + b"\r\n"
+                if size == 0:
+                    break
+                data = self._exact(size)
+                crlf = self._exact(2)
+                assert crlf == b"\r\n", f"chunk not followed by CRLF: {crlf!r}"
+                framing += data + b"\r\n"
+                resp.chunks.append(data)
+            trailer = self._until(b"\r\n")
+            assert trailer == b"", f"unexpected trailers {trailer!r}"
+            resp.body = b"".join(resp.chunks)
+            resp.framing = framing + b"\r\n"
+        elif length is not None:
+            resp.body = self._exact(int(length))
+            resp.framing = resp.body
+        else:  # close-delimited
+            while not self.eof:
+                try:
+                    self._fill()
+                except EOFError:
+                    break
+            resp.body, self.buf = self.buf, b""
+            resp.framing = resp.body
+        return resp
+
+    def wait_closed(self, timeout: float) -> float | None:
+        """Seconds until the server closed the connection (EOF or reset), None if it stayed open.
+        Any bytes that arrive meanwhile are kept in `buf`."""
+        start = time.monotonic()
+        deadline = start + timeout
+        while not self.eof:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            self.sock.settimeout(left)
+            try:
+                self._fill()
+            except TimeoutError:
+                return None
+            except (EOFError, ConnectionResetError):
+                break
+        return time.monotonic() - start
 
 
 def have(tool: str) -> bool:

@@ -4,7 +4,6 @@ workers, driven by real clients: httpx, raw sockets and curl."""
 from __future__ import annotations
 
 import hashlib
-import html
 import json
 import os
 import re
@@ -15,16 +14,9 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import Server, have, raw_request
+from conftest import ADMIN_USER, Server, csrf_token, have, login_admin, raw_request
 
 DOWNLOAD_SHA256 = "466f5982673dd81e0800f4deab6708f2140190a2eec112765ccdba393ddacf9a"  # examples README
-ADMIN_USER, ADMIN_PASSWORD = "admin", "admin-password-123"
-
-
-def csrf_token(page: str) -> str:
-    match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
-    assert match, f"no csrfmiddlewaretoken in page:\n{page[:2000]}"
-    return match.group(1)
 
 
 @pytest.fixture
@@ -203,25 +195,7 @@ def test_error_is_500_with_traceback_in_server_log(django_server: Server, client
 
 
 def test_admin_login_and_changelist(client: httpx.Client) -> None:
-    redirect = client.get("/admin/catalog/item/")
-    assert redirect.status_code == 302
-    assert redirect.headers["location"].startswith("/admin/login/")
-    page = client.get("/admin/login/?next=/admin/catalog/item/")
-    assert page.status_code == 200
-    assert 'name="username"' in page.text
-    token = csrf_token(page.text)
-    r = client.post(
-        "/admin/login/?next=/admin/catalog/item/",
-        data={
-            "csrfmiddlewaretoken": token,
-            "username": ADMIN_USER,
-            "password": ADMIN_PASSWORD,
-            "next": "/admin/catalog/item/",
-        },
-    )
-    assert r.status_code == 302, html.unescape(r.text)[:3000]
-    assert r.headers["location"] == "/admin/catalog/item/"
-    assert client.cookies.get("sessionid"), "login should set the session cookie"
+    login_admin(client)
     listing = client.get("/admin/catalog/item/")
     assert listing.status_code == 200
     for n in (1, 25, 50):

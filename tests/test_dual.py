@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import html
 import json
 import os
 import re
 import signal
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -26,14 +24,24 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from conftest import DJANGO_DIR, TESTS, Server, StartServer, base_env, free_port, wait_until
+from conftest import (
+    DJANGO_DIR,
+    TESTS,
+    Raw,
+    Server,
+    StartServer,
+    base_env,
+    csrf_token,
+    free_port,
+    login_admin,
+    wait_until,
+)
 from reliability import loadgen
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 ASGI, WSGI = "apps.dual:asgi", "apps.dual:wsgi"
 DUAL = (ASGI, "--wsgi", WSGI)
-ADMIN_USER, ADMIN_PASSWORD = "admin", "admin-password-123"  # created by the django_db fixture
 T = TypeVar("T")
 
 
@@ -108,77 +116,41 @@ def start_slow(server: Server, marker: Path, seconds: float) -> Background:
     return request
 
 
-def csrf_token(page: str) -> str:
-    match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
-    assert match, f"no csrfmiddlewaretoken in page:\n{page[:2000]}"
-    return match.group(1)
+class RawWebSocket(Raw):
+    """A keep-alive HTTP/1.1 connection driven by hand (conftest's Raw), which can then become a WebSocket."""
 
-
-class RawConnection:
-    """One keep-alive HTTP/1.1 connection driven by hand, which can then become a WebSocket."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        self.buf = b""
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def _fill(self) -> None:
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            raise ConnectionError(f"the server closed the connection; unread: {self.buf!r}")
-        self.buf += chunk
-
-    def _take(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            self._fill()
-        data, self.buf = self.buf[:n], self.buf[n:]
-        return data
-
-    def _head(self) -> tuple[int, dict[str, str]]:
-        while b"\r\n\r\n" not in self.buf:
-            self._fill()
-        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
-        status_line, *header_lines = head.decode("latin-1").split("\r\n")
-        headers = {}
-        for line in header_lines:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        return int(status_line.split()[1]), headers
-
-    def get(self, path: str) -> str:
-        self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
-        status, headers = self._head()
-        assert status == 200, (path, status, headers)
-        assert "content-length" in headers, headers
-        assert headers.get("connection", "").lower() != "close", headers
-        return self._take(int(headers["content-length"])).decode()
+    def get_text(self, path: str) -> str:
+        """The body of a 200 with Content-Length that keeps the connection open."""
+        r = self.get(path)
+        assert r.status == 200, (path, r.head)
+        assert r.header("content-length") is not None, r.head
+        assert (r.header("connection") or "").lower() != "close", r.head
+        return r.body.decode()
 
     def upgrade(self, path: str) -> None:
         key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall(
+        self.send(
             f"GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
         )
-        status, headers = self._head()
-        assert status == 101, (status, headers)
-        magic = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-        assert headers["sec-websocket-accept"] == base64.b64encode(hashlib.sha1(key.encode() + magic).digest()).decode()
+        r = self.response()
+        assert r.status == 101, r.head
+        accept = base64.b64encode(hashlib.sha1(key.encode() + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+        assert r.header("sec-websocket-accept") == accept.decode(), r.head
 
     def ws_text(self, text: str) -> str:
         """Send one masked text frame, return the text of the frame that comes back."""
         payload, mask = text.encode(), os.urandom(4)
         assert len(payload) < 126
         masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        self.sock.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + masked)
-        first, second = self._take(2)
+        self.send(bytes([0x81, 0x80 | len(payload)]) + mask + masked)
+        first, second = self._exact(2)
         assert first == 0x81, f"expected a final text frame, got opcode byte {first:#x}"
         length = second & 0x7F
         assert not second & 0x80, "frames from the server must not be masked"
         if length == 126:
-            length = int.from_bytes(self._take(2), "big")
-        return self._take(length).decode()
+            length = int.from_bytes(self._exact(2), "big")
+        return self._exact(length).decode()
 
 
 # -- 1. routing ------------------------------------------------------------------------------
@@ -229,9 +201,8 @@ def test_one_keepalive_connection_reaches_both_apps_then_upgrades(serve: StartSe
     server = serve(*DUAL, "--asgi-path", "/sse/")
     (worker,) = wait_workers(server, 1)
     assert server.port is not None
-    conn = RawConnection(server.port)
-    try:
-        answers = [conn.get(path) for path in ("/", "/sse/a", "/b", "/sse", "/")]
+    with RawWebSocket(server.port) as conn:
+        answers = [conn.get_text(path) for path in ("/", "/sse/a", "/b", "/sse", "/")]
         assert [who(a) for a in answers] == [
             ("wsgi", worker),
             ("asgi", worker),
@@ -242,18 +213,13 @@ def test_one_keepalive_connection_reaches_both_apps_then_upgrades(serve: StartSe
         conn.upgrade("/chat")  # the same TCP connection becomes a WebSocket to the ASGI app
         assert who(conn.ws_text("whoami")) == ("asgi", worker)
         assert conn.ws_text("same socket") == "same socket"
-    finally:
-        conn.close()
 
 
 def test_a_percent_encoded_path_under_the_prefix_still_goes_to_asgi(serve: StartServer) -> None:
     server = serve(*DUAL, "--asgi-path", "/sse/")
     assert server.port is not None
-    conn = RawConnection(server.port)
-    try:
-        answer = conn.get("/%73se/x")  # %73 is "s": both apps see the path /sse/x
-    finally:
-        conn.close()
+    with RawWebSocket(server.port) as conn:
+        answer = conn.get_text("/%73se/x")  # %73 is "s": both apps see the path /sse/x
     assert "path=/sse/x " in answer, answer
     assert who(answer)[0] == "asgi", answer
 
@@ -374,18 +340,12 @@ def test_django_pages_forms_admin_uploads_over_wsgi_while_channels_websockets_ru
         }
 
         # Admin login: CSRF token, then a session cookie that opens the changelist.
-        assert c.get("/admin/catalog/item/").status_code == 302
-        token = csrf_token(c.get("/admin/login/?next=/admin/catalog/item/").text)
-        form = {"csrfmiddlewaretoken": token, "username": ADMIN_USER, "password": ADMIN_PASSWORD}
-        r = c.post("/admin/login/?next=/admin/catalog/item/", data={**form, "next": "/admin/catalog/item/"})
-        assert r.status_code == 302, html.unescape(r.text)[:3000]
-        assert r.headers["location"] == "/admin/catalog/item/"
-        assert c.cookies.get("sessionid")
+        session = login_admin(c)
         listing = c.get("/admin/catalog/item/")
         assert listing.status_code == 200 and "50 items" in listing.text
 
         # The logged-in session also reaches Channels (AuthMiddlewareStack reads the same cookie).
-        cookie = f"sessionid={c.cookies['sessionid']}"
+        cookie = f"sessionid={session}"
         with ws_connect(django_dual, "/ws/echo/", additional_headers={"Cookie": cookie}) as ws:
             ws.send("with a session")
             assert ws.recv(timeout=5) == "with a session"

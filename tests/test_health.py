@@ -10,7 +10,6 @@ Apps write each call's path to $RSGI_TEST_CALLS, so a test can tell the app was 
 from __future__ import annotations
 
 import signal
-import socket
 import threading
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import TypeVar
 
 import httpx
 import pytest
-from conftest import Server, StartServer, wait_until
+from conftest import Raw, Server, StartServer, wait_until
 
 WSGI_APP = "apps.edge:app"
 ASGI_APP = "apps.edge:asgi_app"
@@ -37,45 +36,6 @@ def files(tmp_path: Path) -> dict[str, str]:
 
 def calls(files: dict[str, str]) -> list[str]:
     return lines(Path(files["RSGI_TEST_CALLS"]))
-
-
-class KeptAlive:
-    """One HTTP/1.1 connection used for several requests (responses with Content-Length)."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        self.buf = b""
-
-    def get(self, path: str) -> tuple[int, dict[str, str], bytes]:
-        self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: health\r\n\r\n".encode())
-        while b"\r\n\r\n" not in self.buf:
-            self._fill()
-        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
-        status_line, *header_lines = head.decode("latin-1").split("\r\n")
-        headers = {}
-        for line in header_lines:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        length = int(headers.get("content-length", "0"))
-        while len(self.buf) < length:
-            self._fill()
-        body, self.buf = self.buf[:length], self.buf[length:]
-        return int(status_line.split()[1]), headers, body
-
-    def _fill(self) -> None:
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("the server closed the kept-alive connection")
-        self.buf += chunk
-
-    def closed_by_server(self) -> bool:
-        try:
-            return self.sock.recv(1) == b""
-        except ConnectionResetError:
-            return True
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 class Background:
@@ -171,11 +131,10 @@ def test_health_answers_while_every_python_thread_is_busy(serve: StartServer, fi
 @pytest.mark.parametrize("app", [WSGI_APP, ASGI_APP])
 def test_health_is_503_while_draining(serve: StartServer, files: dict[str, str], app: str) -> None:
     server = serve(app, "--health-path", HEALTH, env=files)
-    conn = KeptAlive(server.port)
-    try:
-        status, headers, _ = conn.get(HEALTH)
-        assert status == 200
-        assert headers.get("connection") != "close"
+    with Raw(server.port) as conn:
+        r = conn.get(HEALTH)
+        assert r.status == 200
+        assert r.header("connection") != "close"
         slow = start_slow(server, files, 2)
         server.signal(signal.SIGTERM)
         # Until the worker has seen the stop, the answer may still be 200 (and the connection
@@ -183,18 +142,17 @@ def test_health_is_503_while_draining(serve: StartServer, files: dict[str, str],
         deadline = time.monotonic() + 5
         seen = []
         while True:
-            status, headers, _ = conn.get(HEALTH)
-            seen.append(status)
-            if status != 200 or time.monotonic() > deadline:
+            r = conn.get(HEALTH)
+            seen.append(r.status)
+            if r.status != 200 or time.monotonic() > deadline:
                 break
-            assert headers.get("connection") != "close"
+            assert r.header("connection") != "close"
             time.sleep(0.01)
-        assert status == 503, seen
-        assert headers["cache-control"] == "no-store"
-        assert headers["connection"] == "close"
-        assert conn.closed_by_server()
-    finally:
-        conn.close()
+        assert r.status == 503, seen
+        assert r.header("cache-control") == "no-store"
+        assert r.header("connection") == "close"
+        assert conn.wait_closed(5) is not None, "the connection stayed open after the 503"
+        assert conn.buf == b"", f"bytes after the 503: {conn.buf!r}"
     # The drain still lets the in-flight request finish, and the server exits cleanly.
     assert slow.join().text == "slept 2.0"
     assert server.wait(20) == 0, server.log()

@@ -11,138 +11,14 @@ import os
 import socket
 import subprocess
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Server, have, running
+from conftest import Raw, RawResponse, Server, have, running
 
 ENV_APP = "apps.basic:environ_json"
-
-
-# -- a tiny raw HTTP/1.1 client ----------------------------------------------------------------
-
-
-@dataclass
-class RawResponse:
-    version: str
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes
-    head: bytes  # the status line and header block, exactly as received
-    framing: bytes = b""  # the body bytes as they were framed on the wire (chunk sizes included)
-    chunks: list[bytes] = field(default_factory=list)
-
-    def header(self, name: str) -> str | None:
-        values = [v for k, v in self.headers if k.lower() == name.lower()]
-        assert len(values) <= 1, f"{name} sent {len(values)} times: {self.head!r}"
-        return values[0] if values else None
-
-    def json(self) -> dict:
-        return json.loads(self.body)
-
-
-class Raw:
-    """One TCP connection; sends bytes and parses responses (Content-Length, chunked or close-delimited)."""
-
-    def __init__(self, port: int, timeout: float = 5.0, host: str = "127.0.0.1") -> None:
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.buf = b""
-        self.eof = False
-
-    def __enter__(self) -> Raw:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.sock.close()
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def _fill(self) -> None:
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            self.eof = True
-            raise EOFError(f"connection closed; unparsed: {self.buf[:200]!r}")
-        self.buf += chunk
-
-    def _until(self, sep: bytes) -> bytes:
-        while sep not in self.buf:
-            self._fill()
-        out, self.buf = self.buf.split(sep, 1)
-        return out
-
-    def _exact(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            self._fill()
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
-
-    def response(self, head_request: bool = False) -> RawResponse:
-        head = self._until(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        version, status = lines[0].split(" ")[:2]
-        headers = [(k.strip(), v.strip()) for k, v in (line.split(":", 1) for line in lines[1:])]
-        resp = RawResponse(version, int(status), headers, b"", head)
-        if head_request or resp.status in (204, 304) or 100 <= resp.status < 200:
-            return resp
-        te = resp.header("transfer-encoding")
-        length = resp.header("content-length")
-        if te is not None:
-            assert te.lower() == "chunked", te
-            framing = b""
-            while True:
-                size_line = self._until(b"\r\n")
-                size = int(size_line.split(b";")[0], 16)
-                framing += size_line + b"\r\n"
-                if size == 0:
-                    break
-                data = self._exact(size)
-                crlf = self._exact(2)
-                assert crlf == b"\r\n", f"chunk not followed by CRLF: {crlf!r}"
-                framing += data + b"\r\n"
-                resp.chunks.append(data)
-            trailer = self._until(b"\r\n")
-            assert trailer == b"", f"unexpected trailers {trailer!r}"
-            resp.body = b"".join(resp.chunks)
-            resp.framing = framing + b"\r\n"
-        elif length is not None:
-            resp.body = self._exact(int(length))
-            resp.framing = resp.body
-        else:  # close-delimited
-            while not self.eof:
-                try:
-                    self._fill()
-                except EOFError:
-                    break
-            resp.body, self.buf = self.buf, b""
-            resp.framing = resp.body
-        return resp
-
-    def wait_closed(self, timeout: float) -> float | None:
-        """Seconds until the server closed the connection (EOF or reset), None if it stayed open.
-        Any bytes that arrive meanwhile are kept in `buf`."""
-        start = time.monotonic()
-        deadline = start + timeout
-        if self.eof:
-            return 0.0
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            self.sock.settimeout(left)
-            try:
-                chunk = self.sock.recv(65536)
-            except TimeoutError:
-                return None
-            except ConnectionResetError:
-                return time.monotonic() - start
-            if not chunk:
-                self.eof = True
-                return time.monotonic() - start
-            self.buf += chunk
 
 
 @pytest.fixture(scope="module")

@@ -44,7 +44,6 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # The served configuration the Dockerfile and compose.yaml use (test_deploy_files checks that
 # they do), bound to loopback by the fixtures.
 DUAL_ARGS = ["--django", "mysite", "--asgi-path", "/events/", "--static-django"]
-ADMIN_USER, ADMIN_PASSWORD = "admin", "admin-password-123"  # catalog's createdemoadmin
 DB_NAME = DB_USER = "mysite"
 
 
@@ -325,12 +324,6 @@ def dual_server_b(production_env: dict[str, str], tmp_path_factory: pytest.TempP
 
 
 # -- clients -----------------------------------------------------------------------------------
-
-
-def csrf_token(page: str) -> str:
-    match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
-    assert match, f"no csrfmiddlewaretoken in page:\n{page[:2000]}"
-    return match.group(1)
 
 
 def ws_connect(server: Server, path: str, **kwargs: Any) -> ClientConnection:
