@@ -17,7 +17,7 @@ import httpx
 import pytest
 from conftest import ADMIN_PASSWORD, ADMIN_USER, Server, csrf_token, login_admin
 
-from .conftest import Postgres
+from .conftest import DB_NAME, DB_USER, Postgres
 
 DOWNLOAD_SHA256 = "466f5982673dd81e0800f4deab6708f2140190a2eec112765ccdba393ddacf9a"  # examples README
 SERVERS = ["wsgi_server", "asgi_server", "dual_server"]
@@ -173,3 +173,28 @@ def test_file_response(server: Server) -> None:
     assert r.headers["content-length"] == "262144"
     assert 'filename="sample.bin"' in r.headers["content-disposition"]
     assert hashlib.sha256(r.content).hexdigest() == DOWNLOAD_SHA256
+
+
+def test_asgi_requests_reuse_database_connections(asgi_server: Server, postgres: Postgres) -> None:
+    """With CONN_MAX_AGE=60 under ASGI, the same Postgres sessions serve request after request:
+    rsgi runs each request's ORM calls on a reused thread (asgiref alone starts a new thread, and
+    so a new connection, per request)."""
+
+    def backends() -> set[int]:
+        rows = postgres.query("SELECT pid FROM pg_stat_activity WHERE usename = %s AND datname = %s", DB_USER, DB_NAME)
+        return {pid for (pid,) in rows}
+
+    with httpx.Client(base_url=asgi_server.url, timeout=20) as c:
+        for _ in range(20):
+            assert c.get("/aitems").status_code == 200
+        first = backends()
+        for _ in range(20):
+            assert c.get("/aitems").status_code == 200
+        second = backends()
+    # The package's other servers keep sessions of their own (same role), idle meanwhile. A
+    # request can start before the previous one has handed its thread back (Django's last sync
+    # call runs after the response is sent), so the pool may lend a second or third thread, each
+    # with its own session; without reuse, 20 requests would open 20.
+    assert first, "no Postgres session is open after 20 requests with CONN_MAX_AGE=60"
+    assert len(second - first) <= 2, (first, second)
+    assert first <= second, "a kept session was closed"

@@ -85,10 +85,10 @@ if DATABASE_URL:
     DATABASES = {
         "default": dj_database_url.parse(
             DATABASE_URL,
-            # Django's default (0: a connection per request) is the safe one under ASGI, where each
-            # request runs its ORM calls in a short-lived thread whose connection could not be
-            # reused. Pages served through WSGI (plain WSGI or `rsgi --django`) run on threads that
-            # live as long as the worker, so there a few seconds of reuse saves a connect per request.
+            # Django's default (0: a connection per request) is the safe one under ASGI servers that
+            # run each request's ORM calls on a new thread, whose connection could not be reused.
+            # Under rsgi, WSGI threads and the ASGI side's sync threads live as long as the worker,
+            # so there a few seconds of reuse saves a connect per request (DJANGO_CONN_MAX_AGE=60).
             conn_max_age=int(os.environ.get("DJANGO_CONN_MAX_AGE", "0")),
             # A reused connection the database has dropped (restart, failover) is replaced instead
             # of failing the request.
