@@ -37,6 +37,8 @@ pub struct ServerConfig {
     pub server_header: bool,
     /// Send a `Date` header (hyper's cached one).
     pub date_header: bool,
+    /// `--ws none` turns this off: upgrade requests then reach the app as plain HTTP requests.
+    pub websockets: bool,
     /// Largest WebSocket message (and frame) accepted; bigger ones close the socket with 1009.
     pub ws_max_size: usize,
     /// Idle WebSocket connections are pinged this often...
@@ -84,6 +86,7 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             server_header: true,
             date_header: true,
+            websockets: true,
             ws_max_size: 16 * 1024 * 1024,
             ws_ping_interval: Duration::from_secs(20),
             ws_ping_timeout: Duration::from_secs(20),
@@ -125,6 +128,7 @@ impl<'a, 'py> FromPyObject<'a, 'py> for ServerConfig {
             max_connections: get("max_connections")?.extract::<usize>()?.max(1),
             server_header: get("server_header")?.extract()?,
             date_header: get("date_header")?.extract()?,
+            websockets: get("ws")?.extract::<String>()? != "none",
             ws_max_size: get("ws_max_size")?.extract()?,
             ws_ping_interval: secs(get("ws_ping_interval")?.extract::<f64>()?.max(0.001)),
             ws_ping_timeout: secs(get("ws_ping_timeout")?.extract()?),

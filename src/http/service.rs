@@ -124,7 +124,7 @@ async fn serve(req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<ConnInfo>)
         );
         return finish(response::plain(StatusCode::SERVICE_UNAVAILABLE, false), &shared);
     }
-    if shared.queue.websockets() && websocket::is_upgrade(&req) {
+    if cfg.websockets && shared.queue.websockets() && websocket::is_upgrade(&req) {
         return upgrade(req, shared.clone(), conn).await;
     }
     let (parts, incoming) = req.into_parts();

@@ -361,11 +361,18 @@ def test_sigterm_closes_open_websockets_with_1001(serve: StartServer, marker: Pa
     assert read_marker(marker) == ["connect", "disconnect 1001"]
 
 
-def test_wsgi_app_answers_an_upgrade_as_plain_http(serve: StartServer) -> None:
-    server = serve("apps.basic:hello")
+@pytest.mark.parametrize(
+    ("app", "flags", "body"),
+    [("apps.basic:hello", (), b"Hello, world!"), ("apps.asgi_basic:hello", ("--ws", "none"), b"Hello, ASGI!")],
+    ids=["wsgi-app", "asgi-app-ws-none"],
+)
+def test_upgrade_is_answered_as_plain_http(serve: StartServer, app: str, flags: tuple[str, ...], body: bytes) -> None:
+    """A WSGI app, or an ASGI app under uvicorn's `--ws none`, gets the handshake as an ordinary
+    HTTP request (apps.asgi_basic:hello asserts its scope is http)."""
+    server = serve(app, *flags)
     with pytest.raises(InvalidStatus) as info:
         ws_connect(ws_url(server, "/"))
     response = info.value.response
     assert response.status_code == 200
-    assert response.body == b"Hello, world!"
+    assert response.body == body
     assert "sec-websocket-accept" not in response.headers
