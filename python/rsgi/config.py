@@ -187,6 +187,12 @@ class Config:
         "Concurrent connections per worker; more wait in the backlog.",
         ("--max-connections", "--worker-connections"),
     )
+    ws: str = setting(
+        "auto",
+        "WebSocket support (uvicorn's flag): none answers upgrade requests as plain HTTP; any implementation "
+        "name (auto, websockets, websockets-sansio, wsproto) means rsgi's own, tokio-tungstenite.",
+        ("--ws",),
+    )
     ws_max_size: int = setting(
         16 * MIB, "Largest WebSocket message in bytes (closed with 1009 above).", ("--ws-max-size",)
     )
@@ -361,12 +367,6 @@ class Config:
 
     # Accepted so that existing gunicorn/uvicorn command lines and config files keep working, but
     # not acted on yet. Setting one logs a warning at startup; nothing is silently ignored.
-    ws: str = setting(
-        "auto",
-        "WebSocket support (uvicorn's flag): none answers upgrade requests as plain HTTP; any implementation "
-        "name (auto, websockets, websockets-sansio, wsproto) means rsgi's own, tokio-tungstenite.",
-        ("--ws",),
-    )
     ssl_version: str = setting(
         "", "Ignored: rustls speaks TLS 1.2 and 1.3 only.", ("--ssl-version",), conf=("ssl_version",), pending=True
     )
