@@ -10,6 +10,7 @@ driven by hand: keep-alive, pipelining, chunked bodies, the server closing it).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import html
 import json
 import os
@@ -19,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,7 +29,7 @@ from typing import TypeVar
 
 import httpx
 import pytest
-from reliability.loadgen import wait_until  # noqa: F401 - re-exported: the one polling helper the suites share
+from reliability.loadgen import wait_until
 
 T = TypeVar("T")
 R = TypeVar("R", bound="Raw")
@@ -123,7 +125,15 @@ class Server:
 
 
 # Variables from the developer's shell that would change what a test server does.
-AMBIENT = ("PORT", "WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS", "DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")
+AMBIENT = (
+    "PORT",
+    "WEB_CONCURRENCY",
+    "FORWARDED_ALLOW_IPS",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "DJANGO_SETTINGS_MODULE",
+    "DJANGO_ALLOWED_HOSTS",
+)
 
 
 def base_env(**extra: str) -> dict[str, str]:
@@ -138,12 +148,15 @@ StartServer = Callable[..., Server]
 
 
 @contextlib.contextmanager
-def running(app: str, *flags: str, log_dir: Path) -> Iterator[Server]:
+def running(
+    app: str, *flags: str, log_dir: Path, env: dict[str, str] | None = None, ready_path: str = "/"
+) -> Iterator[Server]:
     """A server for a whole module (use from a module-scoped fixture), stopped on exit."""
     port = free_port()
-    server = Server([app, *flags, "--bind", f"127.0.0.1:{port}"], TESTS, base_env(), log_dir / "rsgi.log", port)
+    args = [app, *flags, "--bind", f"127.0.0.1:{port}"]
+    server = Server(args, TESTS, base_env(**(env or {})), log_dir / "rsgi.log", port)
     try:
-        server.wait_ready()
+        server.wait_ready(path=ready_path)
         yield server
     finally:
         server.stop()
@@ -206,6 +219,19 @@ def csrf_token(page: str) -> str:
     match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
     assert match, f"no csrfmiddlewaretoken in page:\n{page[:2000]}"
     return match.group(1)
+
+
+def upload_file(client: httpx.Client, data: bytes, name: str, note: str) -> None:
+    """Post `data` through the example's /upload form (with its CSRF token) and check the view's
+    account of what arrived: the file's name, size and SHA-256, and the note field."""
+    token = csrf_token(client.get("/upload").text)
+    r = client.post(
+        "/upload",
+        data={"csrfmiddlewaretoken": token, "note": note},
+        files={"file": (name, data, "application/octet-stream")},
+    )
+    assert r.status_code == 200, r.text[:2000]
+    assert r.json() == {"name": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "note": note}
 
 
 def login_admin(client: httpx.Client, next_path: str = "/admin/catalog/item/") -> str:
@@ -372,3 +398,63 @@ class Raw:
 
 def have(tool: str) -> bool:
     return shutil.which(tool) is not None
+
+
+def read_stream(client: httpx.Client, path: str) -> tuple[bytes, float, float]:
+    """(body, seconds to the first chunk, seconds to the end) of a streamed response."""
+    started = time.monotonic()
+    first = None
+    body = b""
+    with client.stream("GET", path) as r:
+        assert r.status_code == 200
+        for chunk in r.iter_raw():
+            if chunk and first is None:
+                first = time.monotonic() - started
+            body += chunk
+    assert first is not None, f"{path} sent no body"
+    return body, first, time.monotonic() - started
+
+
+def marker_lines(path: Path) -> list[str]:
+    """The lines test apps have appended to a marker file (none before it exists)."""
+    return path.read_text().splitlines() if path.exists() else []
+
+
+class Background:
+    """One HTTP request on a thread, so the test can act (signal the server, send other requests)
+    while it is in flight."""
+
+    def __init__(self, url: str, timeout: float = 30.0) -> None:
+        self.response: httpx.Response | None = None
+        self.error: Exception | None = None
+        self.finished_at: float | None = None
+        self._thread = threading.Thread(target=self._run, args=(url, timeout), daemon=True)
+        self._thread.start()
+
+    def _run(self, url: str, timeout: float) -> None:
+        try:
+            self.response = httpx.get(url, timeout=timeout)
+        except httpx.HTTPError as e:
+            self.error = e
+        self.finished_at = time.monotonic()
+
+    def join(self, timeout: float) -> None:
+        """Wait for the request to end, however it ends."""
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "the background request did not finish"
+
+    def result(self, timeout: float = 20.0) -> httpx.Response:
+        """Wait for the request to end, and return its response (it must have succeeded)."""
+        self.join(timeout)
+        assert self.error is None, f"the background request failed: {self.error!r}"
+        assert self.response is not None
+        return self.response
+
+
+def start_slow(server: Server, marker: Path, seconds: float) -> Background:
+    """Start `/slow?seconds` on a test app that appends to `marker` when entered (apps.supervision,
+    apps.edge, apps.dual), and return once the app has been entered."""
+    before = len(marker_lines(marker))
+    request = Background(f"{server.url}/slow?{seconds}")
+    wait_until(lambda: len(marker_lines(marker)) > before, 10, "the slow request to enter the app")
+    return request

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import ADMIN_USER, Server, csrf_token, have, login_admin, raw_request
+from conftest import ADMIN_USER, Server, csrf_token, have, login_admin, raw_request, upload_file
 
 DOWNLOAD_SHA256 = "466f5982673dd81e0800f4deab6708f2140190a2eec112765ccdba393ddacf9a"  # examples README
 
@@ -107,20 +107,7 @@ def test_form_post_without_token_is_403(django_server: Server) -> None:
 
 
 def test_upload_one_megabyte(client: httpx.Client) -> None:
-    token = csrf_token(client.get("/upload").text)
-    data = os.urandom(1024 * 1024 + 123)
-    r = client.post(
-        "/upload",
-        data={"csrfmiddlewaretoken": token, "note": "a note"},
-        files={"file": ("blob.bin", data, "application/octet-stream")},
-    )
-    assert r.status_code == 200, r.text[:2000]
-    assert r.json() == {
-        "name": "blob.bin",
-        "size": len(data),
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "note": "a note",
-    }
+    upload_file(client, os.urandom(1024 * 1024 + 123), "blob.bin", "a note")
 
 
 def test_echo_chunked_request_body(client: httpx.Client) -> None:

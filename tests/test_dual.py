@@ -26,14 +26,16 @@ import httpx
 import pytest
 from conftest import (
     DJANGO_DIR,
-    TESTS,
     Raw,
     Server,
     StartServer,
-    base_env,
     csrf_token,
-    free_port,
     login_admin,
+    marker_lines,
+    read_stream,
+    running,
+    start_slow,
+    upload_file,
     wait_until,
 )
 from reliability import loadgen
@@ -50,10 +52,6 @@ T = TypeVar("T")
 
 def wait_workers(server: Server, count: int, timeout: float = 15.0, exclude: frozenset[int] = frozenset()) -> set[int]:
     return loadgen.wait_workers(server.pid, count, timeout, exclude)
-
-
-def lines(path: Path) -> list[str]:
-    return path.read_text().splitlines() if path.exists() else []
 
 
 def ws_connect(server: Server, path: str = "/ws", **kwargs: Any) -> ClientConnection:
@@ -82,38 +80,6 @@ def echo_round_trip(ws: ClientConnection, text: str) -> float:
     ws.send(text)
     assert ws.recv(timeout=5) == text
     return time.monotonic() - started
-
-
-class Background:
-    """One HTTP request on a thread, so the test can act while it is in flight."""
-
-    def __init__(self, url: str, timeout: float = 30.0) -> None:
-        self.response: httpx.Response | None = None
-        self.error: Exception | None = None
-        self.finished_at: float | None = None
-        self._thread = threading.Thread(target=self._run, args=(url, timeout), daemon=True)
-        self._thread.start()
-
-    def _run(self, url: str, timeout: float) -> None:
-        try:
-            self.response = httpx.get(url, timeout=timeout)
-        except httpx.HTTPError as e:
-            self.error = e
-        self.finished_at = time.monotonic()
-
-    def join(self, timeout: float) -> httpx.Response:
-        self._thread.join(timeout)
-        assert not self._thread.is_alive(), "the background request did not finish"
-        assert self.response is not None, f"the background request failed: {self.error!r}"
-        return self.response
-
-
-def start_slow(server: Server, marker: Path, seconds: float) -> Background:
-    """Start a WSGI `/slow?seconds` and return once the app has been entered (marker line)."""
-    before = len(lines(marker))
-    request = Background(f"{server.url}/slow?{seconds}")
-    wait_until(lambda: len(lines(marker)) > before, 10, "the slow WSGI request to enter the app")
-    return request
 
 
 class RawWebSocket(Raw):
@@ -257,17 +223,10 @@ def test_with_two_workers_each_worker_serves_both_apps(serve: StartServer) -> No
 def django_dual(django_db: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """`rsgi --django mysite` in the example project, one worker (Channels' in-memory layer),
     with the async streaming view /astream routed to ASGI."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("django-dual") / "rsgi.log"
-    args = ["--django", "mysite", "--asgi-path", "/astream", "--chdir", str(DJANGO_DIR)]
-    args += ["--bind", f"127.0.0.1:{port}"]
-    env = {k: v for k, v in base_env(**django_db).items() if k not in ("REDIS_URL", "DJANGO_ALLOWED_HOSTS")}
-    server = Server(args, TESTS, env, log, port)
-    try:
-        server.wait_ready(path="/hello")
+    flags = ("mysite", "--asgi-path", "/astream", "--chdir", str(DJANGO_DIR))
+    log_dir = tmp_path_factory.mktemp("django-dual")
+    with running("--django", *flags, log_dir=log_dir, env=django_db, ready_path="/hello") as server:
         yield server
-    finally:
-        server.stop()
 
 
 class EchoLoop:
@@ -325,19 +284,7 @@ def test_django_pages_forms_admin_uploads_over_wsgi_while_channels_websockets_ru
         assert httpx.post(django_dual.url + "/form", data={"name": "Eve", "message": "x"}).status_code == 403
 
         # A multipart upload.
-        data = os.urandom(512 * 1024 + 7)
-        r = c.post(
-            "/upload",
-            data={"csrfmiddlewaretoken": csrf_token(c.get("/upload").text), "note": "dual"},
-            files={"file": ("blob.bin", data, "application/octet-stream")},
-        )
-        assert r.status_code == 200, r.text[:2000]
-        assert r.json() == {
-            "name": "blob.bin",
-            "size": len(data),
-            "sha256": hashlib.sha256(data).hexdigest(),
-            "note": "dual",
-        }
+        upload_file(c, os.urandom(512 * 1024 + 7), "blob.bin", "dual")
 
         # Admin login: CSRF token, then a session cookie that opens the changelist.
         session = login_admin(c)
@@ -372,21 +319,6 @@ def test_django_pages_forms_admin_uploads_over_wsgi_while_channels_websockets_ru
         assert json.loads(bob.recv(timeout=5)) == from_bob
         carol.send(json.dumps({"message": "anyone?"}))
         assert json.loads(carol.recv(timeout=5))["message"] == "anyone?"
-
-
-def read_stream(client: httpx.Client, path: str) -> tuple[bytes, float, float]:
-    """(body, seconds to the first chunk, seconds to the end) of a streamed response."""
-    started = time.monotonic()
-    first = None
-    body = b""
-    with client.stream("GET", path) as r:
-        assert r.status_code == 200
-        for chunk in r.iter_raw():
-            if chunk and first is None:
-                first = time.monotonic() - started
-            body += chunk
-    assert first is not None
-    return body, first, time.monotonic() - started
 
 
 def test_django_streams_from_both_sides_and_the_wsgi_stream_does_not_block_websockets(django_dual: Server) -> None:
@@ -424,8 +356,8 @@ def test_each_worker_imports_each_app_once(serve: StartServer, tmp_path: Path) -
     server = serve(ASGI, "--wsgi", "apps.import_probe:app", "--workers", "2", env=env)
     workers = wait_workers(server, 2)
     wait_until(lambda: server.log().count("worker serving apps.import_probe:app") == 2, 10, "both workers serving")
-    assert sorted(lines(asgi_log)) == sorted(f"dual {pid}" for pid in workers)
-    assert sorted(lines(wsgi_log)) == sorted(str(pid) for pid in workers)
+    assert sorted(marker_lines(asgi_log)) == sorted(f"dual {pid}" for pid in workers)
+    assert sorted(marker_lines(wsgi_log)) == sorted(str(pid) for pid in workers)
     r = httpx.get(server.url + "/", timeout=5)
     assert int(r.text) in workers  # import_probe's WSGI app answers its pid
     with ws_connect(server) as ws:
@@ -438,8 +370,8 @@ def test_preload_imports_both_apps_once_in_the_supervisor(serve: StartServer, tm
     server = serve(ASGI, "--wsgi", "apps.import_probe:app", "--preload", "--workers", "2", env=env)
     workers = wait_workers(server, 2)
     wait_until(lambda: server.log().count("worker serving apps.import_probe:app") == 2, 10, "both workers serving")
-    assert lines(asgi_log) == [f"dual {server.pid}"]
-    assert lines(wsgi_log) == [str(server.pid)]
+    assert marker_lines(asgi_log) == [f"dual {server.pid}"]
+    assert marker_lines(wsgi_log) == [str(server.pid)]
     assert int(httpx.get(server.url + "/", timeout=5).text) in workers
     with ws_connect(server) as ws:
         assert ws_whoami(ws)[1] in workers
@@ -490,7 +422,7 @@ def test_sigterm_drains_http_on_both_sides_closes_websockets_with_1001_and_exits
         ws_closed_at = time.monotonic()
     assert closed.value.rcvd is not None, "the server did not send a close frame"
     assert closed.value.rcvd.code == 1001
-    response = slow.join(15)
+    response = slow.result(15)
     assert (response.status_code, response.text) == (200, "wsgi slept 2.0")
     assert stream.join(15) == b"".join(b"tick %d\n" % i for i in range(4))
     assert server.wait(12) == 0
@@ -499,7 +431,7 @@ def test_sigterm_drains_http_on_both_sides_closes_websockets_with_1001_and_exits
     assert slow.finished_at is not None and ws_closed_at < slow.finished_at
     assert "closing a connection still busy" not in server.log()
     # The ASGI app saw the close, then ran its lifespan shutdown (last, in the worker).
-    marks = lines(marker)
+    marks = marker_lines(marker)
     assert "ws closed 1001" in marks, marks
     assert marks[-1] == f"lifespan shutdown {worker}", marks
 
@@ -561,7 +493,7 @@ def test_two_threads_run_two_slow_wsgi_requests_in_parallel_while_websockets_ech
         second = start_slow(server, marker, 2)
         # Both are inside the app at the same time: two threads.
         assert first.finished_at is None and second.finished_at is None
-        assert len(lines(marker)) == 2
+        assert len(marker_lines(marker)) == 2
         # With both WSGI threads busy the event loop still answers at once.
         for n in range(5):
             assert echo_round_trip(ws, f"busy {n}") < 0.5
@@ -570,7 +502,7 @@ def test_two_threads_run_two_slow_wsgi_requests_in_parallel_while_websockets_ech
         assert time.monotonic() - quick < 0.5
         assert first.finished_at is None and second.finished_at is None, "the slow requests ended too early"
         for request in (first, second):
-            assert request.join(10).text == "wsgi slept 2.0"
+            assert request.result(10).text == "wsgi slept 2.0"
         assert time.monotonic() - started < 3.9, "the two slow requests ran one after the other"
         assert echo_round_trip(ws, "after") < 1.0
 

@@ -10,23 +10,18 @@ Apps write each call's path to $RSGI_TEST_CALLS, so a test can tell the app was 
 from __future__ import annotations
 
 import signal
-import threading
 import time
 from pathlib import Path
 from typing import TypeVar
 
 import httpx
 import pytest
-from conftest import Raw, Server, StartServer, wait_until
+from conftest import Raw, StartServer, marker_lines, start_slow
 
 WSGI_APP = "apps.edge:app"
 ASGI_APP = "apps.edge:asgi_app"
 HEALTH = "/-/health"
 T = TypeVar("T")
-
-
-def lines(path: Path) -> list[str]:
-    return path.read_text().split() if path.exists() else []
 
 
 @pytest.fixture
@@ -35,39 +30,7 @@ def files(tmp_path: Path) -> dict[str, str]:
 
 
 def calls(files: dict[str, str]) -> list[str]:
-    return lines(Path(files["RSGI_TEST_CALLS"]))
-
-
-class Background:
-    """One request on a thread, so the test can signal the server while it is in flight."""
-
-    def __init__(self, url: str) -> None:
-        self.response: httpx.Response | None = None
-        self.error: Exception | None = None
-        self.thread = threading.Thread(target=self._run, args=(url,), daemon=True)
-        self.thread.start()
-
-    def _run(self, url: str) -> None:
-        try:
-            self.response = httpx.get(url, timeout=20)
-        except httpx.HTTPError as e:
-            self.error = e
-
-    def join(self) -> httpx.Response:
-        self.thread.join(20)
-        assert not self.thread.is_alive(), "the background request did not finish"
-        assert self.error is None, self.error
-        assert self.response is not None
-        return self.response
-
-
-def start_slow(server: Server, files: dict[str, str], seconds: float) -> Background:
-    """Start /slow and return once the app has surely been entered."""
-    marker = Path(files["RSGI_TEST_MARKER"])
-    before = len(lines(marker))
-    request = Background(f"{server.url}/slow?{seconds}")
-    wait_until(lambda: len(lines(marker)) > before, 10, "the slow request to enter the app")
-    return request
+    return marker_lines(Path(files["RSGI_TEST_CALLS"]))
 
 
 # -- answered by the core ------------------------------------------------------------------------
@@ -115,14 +78,14 @@ def test_health_over_http2(serve: StartServer, files: dict[str, str]) -> None:
 def test_health_answers_while_every_python_thread_is_busy(serve: StartServer, files: dict[str, str]) -> None:
     # One Python thread, busy for 3 s; --limit-concurrency 1 turns app requests away meanwhile.
     server = serve(WSGI_APP, "--health-path", HEALTH, "--limit-concurrency", "1", env=files)
-    slow = start_slow(server, files, 3)
+    slow = start_slow(server, Path(files["RSGI_TEST_MARKER"]), 3)
     started = time.monotonic()
     r = httpx.get(server.url + HEALTH, timeout=2)
     elapsed = time.monotonic() - started
     assert r.status_code == 200
     assert elapsed < 1.0, f"the health check waited {elapsed:.2f}s for the app"
     assert httpx.get(server.url + "/other", timeout=2).status_code == 503  # the app is saturated
-    assert slow.join().text == "slept 3.0"
+    assert slow.result().text == "slept 3.0"
 
 
 # -- draining ------------------------------------------------------------------------------------
@@ -135,7 +98,7 @@ def test_health_is_503_while_draining(serve: StartServer, files: dict[str, str],
         r = conn.get(HEALTH)
         assert r.status == 200
         assert r.header("connection") != "close"
-        slow = start_slow(server, files, 2)
+        slow = start_slow(server, Path(files["RSGI_TEST_MARKER"]), 2)
         server.signal(signal.SIGTERM)
         # Until the worker has seen the stop, the answer may still be 200 (and the connection
         # stays open); the first answer after it must be 503, closing the connection.
@@ -154,6 +117,6 @@ def test_health_is_503_while_draining(serve: StartServer, files: dict[str, str],
         assert conn.wait_closed(5) is not None, "the connection stayed open after the 503"
         assert conn.buf == b"", f"bytes after the 503: {conn.buf!r}"
     # The drain still lets the in-flight request finish, and the server exits cleanly.
-    assert slow.join().text == "slept 2.0"
+    assert slow.result().text == "slept 2.0"
     assert server.wait(20) == 0, server.log()
     assert HEALTH not in calls(files)

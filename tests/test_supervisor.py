@@ -19,7 +19,7 @@ from typing import TypeVar
 import httpx
 import psutil
 import pytest
-from conftest import Server, StartServer, wait_until
+from conftest import Server, StartServer, marker_lines, start_slow, wait_until
 
 SUPERVISION_APP = "apps.supervision:app"
 T = TypeVar("T")
@@ -47,46 +47,12 @@ def wait_workers(server: Server, count: int, timeout: float = 15.0, exclude: Ite
     return wait_until(check, timeout, f"{count} workers (excluding {sorted(exclude)}); have {live_workers(server)}")
 
 
-def marker_lines(path: Path) -> list[str]:
-    return path.read_text().split() if path.exists() else []
-
-
 def refuses_connections(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1.0):
             return False
     except ConnectionRefusedError:
         return True
-
-
-class Background:
-    """One request run on a thread, so the test can signal the server while it is in flight."""
-
-    def __init__(self, url: str, timeout: float = 20.0) -> None:
-        self.response: httpx.Response | None = None
-        self.error: Exception | None = None
-        self.finished_at = 0.0
-        self._thread = threading.Thread(target=self._run, args=(url, timeout), daemon=True)
-        self._thread.start()
-
-    def _run(self, url: str, timeout: float) -> None:
-        try:
-            self.response = httpx.get(url, timeout=timeout)
-        except httpx.HTTPError as e:
-            self.error = e
-        self.finished_at = time.monotonic()
-
-    def join(self, timeout: float) -> None:
-        self._thread.join(timeout)
-        assert not self._thread.is_alive(), "background request did not finish"
-
-
-def start_slow_request(server: Server, marker: Path, seconds: float) -> Background:
-    """Start /slow?seconds and return once the app has surely been entered (marker written)."""
-    before = len(marker_lines(marker))
-    request = Background(f"{server.url}/slow?{seconds}")
-    wait_until(lambda: len(marker_lines(marker)) > before, 10, "the slow request to enter the app")
-    return request
 
 
 @pytest.fixture
@@ -150,7 +116,7 @@ def test_threads_serve_slow_requests_in_parallel(serve: StartServer) -> None:
 
 def test_sigterm_lets_the_in_flight_request_finish_then_exits_0(serve: StartServer, marker: Path) -> None:
     server = serve(SUPERVISION_APP, env={"RSGI_TEST_MARKER": str(marker)})
-    request = start_slow_request(server, marker, 2)
+    request = start_slow(server, marker, 2)
     server.signal(signal.SIGTERM)
     request.join(15)
     assert request.error is None
@@ -165,7 +131,7 @@ def test_sigterm_lets_the_in_flight_request_finish_then_exits_0(serve: StartServ
 
 def test_new_connections_are_refused_during_the_drain(serve: StartServer, marker: Path) -> None:
     server = serve(SUPERVISION_APP, env={"RSGI_TEST_MARKER": str(marker)})
-    request = start_slow_request(server, marker, 3)
+    request = start_slow(server, marker, 3)
     server.signal(signal.SIGTERM)
     server.wait_log("worker stopping (Graceful)")
     started = time.monotonic()
@@ -231,7 +197,7 @@ def test_sigterm_under_continuous_load_drops_nothing_and_exits_cleanly(serve: St
 
 def test_graceful_timeout_bounds_the_shutdown(serve: StartServer, marker: Path) -> None:
     server = serve(SUPERVISION_APP, "--graceful-timeout", "1", env={"RSGI_TEST_MARKER": str(marker)})
-    request = start_slow_request(server, marker, 10)
+    request = start_slow(server, marker, 10)
     t_stop = time.monotonic()
     server.signal(signal.SIGTERM)
     assert server.wait(15) == 0
@@ -248,7 +214,7 @@ def test_graceful_timeout_bounds_the_shutdown(serve: StartServer, marker: Path) 
 
 def test_sigquit_is_a_fast_stop(serve: StartServer, marker: Path) -> None:
     server = serve(SUPERVISION_APP, env={"RSGI_TEST_MARKER": str(marker)})
-    request = start_slow_request(server, marker, 3)
+    request = start_slow(server, marker, 3)
     t_stop = time.monotonic()
     server.signal(signal.SIGQUIT)
     request.join(10)
@@ -261,7 +227,7 @@ def test_sigquit_is_a_fast_stop(serve: StartServer, marker: Path) -> None:
 
 def test_sigquit_during_a_graceful_stop_makes_it_fast(serve: StartServer, marker: Path) -> None:
     server = serve(SUPERVISION_APP, env={"RSGI_TEST_MARKER": str(marker)})
-    request = start_slow_request(server, marker, 10)
+    request = start_slow(server, marker, 10)
     server.signal(signal.SIGTERM)
     server.wait_log("stopping 1 worker (SIGTERM)")
     t_quit = time.monotonic()

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import DJANGO_DIR, TESTS, Server, StartServer, base_env, free_port
+from conftest import DJANGO_DIR, Server, StartServer, running
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
@@ -33,16 +33,11 @@ def recv_json(ws: ClientConnection) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def channels_server(django_db: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The example under ASGI with its defaults (ALLOWED_HOSTS "*", in-memory channel layer), one worker."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("channels") / "rsgi.log"
-    args = [APP, "--chdir", str(DJANGO_DIR), "--workers", "1", "--bind", f"127.0.0.1:{port}"]
-    env = {k: v for k, v in base_env(**django_db).items() if k not in ("REDIS_URL", "DJANGO_ALLOWED_HOSTS")}
-    server = Server(args, TESTS, env, log, port)
-    try:
-        server.wait_ready(path="/hello")
+    log_dir = tmp_path_factory.mktemp("channels")
+    with running(
+        APP, "--chdir", str(DJANGO_DIR), "--workers", "1", log_dir=log_dir, env=django_db, ready_path="/hello"
+    ) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_echo_text_and_binary(channels_server: Server) -> None:

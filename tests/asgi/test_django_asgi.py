@@ -12,22 +12,17 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import DJANGO_DIR, TESTS, Server, base_env, csrf_token, free_port, login_admin
+from conftest import DJANGO_DIR, Server, csrf_token, login_admin, running, upload_file
 
 DOWNLOAD_SHA256 = "466f5982673dd81e0800f4deab6708f2140190a2eec112765ccdba393ddacf9a"  # examples README
 
 
 @pytest.fixture(scope="module")
 def django_asgi(django_db: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    port = free_port()
-    log = tmp_path_factory.mktemp("django-asgi") / "rsgi.log"
-    args = ["mysite.asgi:application", "--chdir", str(DJANGO_DIR), "--bind", f"127.0.0.1:{port}"]
-    server = Server(args, TESTS, base_env(**django_db), log, port)
-    try:
-        server.wait_ready(path="/hello")
+    log_dir = tmp_path_factory.mktemp("django-asgi")
+    app = "mysite.asgi:application"
+    with running(app, "--chdir", str(DJANGO_DIR), log_dir=log_dir, env=django_db, ready_path="/hello") as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -85,20 +80,7 @@ def test_form_post_without_token_is_403(django_asgi: Server) -> None:
 
 
 def test_upload_one_megabyte(client: httpx.Client) -> None:
-    token = csrf_token(client.get("/upload").text)
-    data = os.urandom(1024 * 1024 + 123)
-    r = client.post(
-        "/upload",
-        data={"csrfmiddlewaretoken": token, "note": "a note"},
-        files={"file": ("blob.bin", data, "application/octet-stream")},
-    )
-    assert r.status_code == 200, r.text[:2000]
-    assert r.json() == {
-        "name": "blob.bin",
-        "size": len(data),
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "note": "a note",
-    }
+    upload_file(client, os.urandom(1024 * 1024 + 123), "blob.bin", "a note")
 
 
 def test_async_stream_arrives_incrementally(client: httpx.Client) -> None:

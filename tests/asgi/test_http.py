@@ -19,7 +19,7 @@ import httpx
 import psutil
 import pytest
 from apps.asgi_extra import BIG_CHUNK, big_body_sha256
-from conftest import Server, raw_request, running
+from conftest import Server, marker_lines, raw_request, running
 
 SPOOL_THRESHOLD = 65536
 
@@ -39,10 +39,6 @@ def wait_for(condition, timeout: float = 10.0, what: str = "condition"):
             return value
         time.sleep(0.02)
     raise AssertionError(f"{what} not met within {timeout}s")
-
-
-def read_marker(path: Path) -> list[str]:
-    return path.read_text().splitlines() if path.exists() else []
 
 
 def assert_worker_survived(server: Server, pids: list[int]) -> None:
@@ -346,9 +342,9 @@ def test_client_closing_mid_request_wakes_receive_with_disconnect(serve, tmp_pat
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
         s.sendall(b"POST /wait HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nhello")
         # The app has read the body and now waits in receive() with no response sent.
-        wait_for(lambda: read_marker(marker) == ["body 5"], what="the app to read the body")
-    wait_for(lambda: "http.disconnect" in read_marker(marker), timeout=5, what="http.disconnect")
-    assert read_marker(marker) == ["body 5", "http.disconnect"]
+        wait_for(lambda: marker_lines(marker) == ["body 5"], what="the app to read the body")
+    wait_for(lambda: "http.disconnect" in marker_lines(marker), timeout=5, what="http.disconnect")
+    assert marker_lines(marker) == ["body 5", "http.disconnect"]
     assert httpx.get(server.url + "/ready", timeout=5).status_code == 200
 
 
@@ -359,8 +355,8 @@ def test_receive_after_a_complete_response_is_disconnect(serve, tmp_path: Path) 
         r = client.get(server.url + "/x")
         assert r.text == "done"
         # The keep-alive connection stays open: the disconnect is due to the finished response alone.
-        wait_for(lambda: read_marker(marker), timeout=5, what="the second receive() to return")
-        assert read_marker(marker) == ["http.disconnect"]
+        wait_for(lambda: marker_lines(marker), timeout=5, what="the second receive() to return")
+        assert marker_lines(marker) == ["http.disconnect"]
         assert client.get(server.url + "/ready").status_code == 200  # same connection, still usable
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Server
+from conftest import Server, marker_lines
 
 EXIT_BOOT_ERROR = 3
 
@@ -21,10 +21,6 @@ def probe(r: httpx.Response) -> dict[str, Any]:
     """What apps.asgi_extra:scope_probe saw: every scope value as the Python object it was."""
     assert r.status_code == 200, r.text
     return {k: ast.literal_eval(v) for k, v in r.json().items()}
-
-
-def read_marker(path: Path) -> list[str]:
-    return path.read_text().splitlines() if path.exists() else []
 
 
 def wait_exit(server: Server, timeout: float = 15.0) -> int:
@@ -38,7 +34,7 @@ def test_startup_state_reaches_requests(serve, tmp_path: Path) -> None:
     marker = tmp_path / "marker.txt"
     server = serve("apps.asgi_extra:lifespan_state", env={"RSGI_TEST_MARKER": str(marker)})
     # Startup completed before the first request was served (the readiness request).
-    assert read_marker(marker) == ["startup"]
+    assert marker_lines(marker) == ["startup"]
     (pid,) = server.worker_pids()
     with httpx.Client(base_url=server.url, timeout=5) as client:
         first = probe(client.get("/one"))
@@ -47,7 +43,7 @@ def test_startup_state_reaches_requests(serve, tmp_path: Path) -> None:
         second = probe(client.get("/two"))
     assert first["state"] == {"x": "set at startup", "pid": pid}
     assert second["state"] == {"x": "set at startup", "pid": pid}
-    assert read_marker(marker) == ["startup"]  # startup ran once, shutdown not yet
+    assert marker_lines(marker) == ["startup"]  # startup ran once, shutdown not yet
 
 
 def test_shutdown_runs_on_sigterm(serve, tmp_path: Path) -> None:
@@ -57,7 +53,7 @@ def test_shutdown_runs_on_sigterm(serve, tmp_path: Path) -> None:
     server.signal(signal.SIGTERM)
     assert wait_exit(server) == 0, server.log()
     assert "the app failed during lifespan shutdown" not in server.log()
-    assert read_marker(marker) == ["startup", "shutdown"]
+    assert marker_lines(marker) == ["startup", "shutdown"]
 
 
 def test_startup_failure_exits_3_without_respawning(serve) -> None:
@@ -88,7 +84,7 @@ def test_lifespan_off_never_calls_the_app_for_lifespan(serve, tmp_path: Path) ->
     assert "state" not in scope
     server.signal(signal.SIGTERM)
     assert wait_exit(server) == 0, server.log()
-    assert not marker.exists(), read_marker(marker)
+    assert not marker.exists(), marker_lines(marker)
 
 
 @pytest.mark.parametrize("flags", [(), ("--lifespan", "auto")], ids=["default", "auto"])

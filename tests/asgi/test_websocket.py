@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Server, StartServer, running
+from conftest import Server, StartServer, marker_lines, running
 from websockets.asyncio.client import connect as async_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
@@ -41,19 +41,15 @@ def ws_connect(url: str, **kwargs) -> ClientConnection:
     return connect(url, proxy=None, compression=None, **kwargs)
 
 
-def read_marker(path: Path) -> list[str]:
-    return path.read_text().splitlines() if path.exists() else []
-
-
 def wait_marker(path: Path, line: str, timeout: float = 5.0) -> list[str]:
     """Polls the app's marker file until `line` appears; returns all lines."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        lines = read_marker(path)
+        lines = marker_lines(path)
         if line in lines:
             return lines
         time.sleep(0.02)
-    raise AssertionError(f"{line!r} not recorded within {timeout}s: {read_marker(path)}")
+    raise AssertionError(f"{line!r} not recorded within {timeout}s: {marker_lines(path)}")
 
 
 def closed_by_server(ws: ClientConnection) -> ConnectionClosed:
@@ -161,11 +157,11 @@ def test_server_initiated_close_code_and_reason(ws_server: Server, marker: Path)
 def wait_for_disconnect(path: Path, timeout: float = 5.0) -> list[str]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        lines = read_marker(path)
+        lines = marker_lines(path)
         if any(line.startswith("disconnect") for line in lines):
             return lines
         time.sleep(0.02)
-    raise AssertionError(f"no disconnect recorded within {timeout}s: {read_marker(path)}")
+    raise AssertionError(f"no disconnect recorded within {timeout}s: {marker_lines(path)}")
 
 
 def test_client_close_code_reaches_the_app(ws_server: Server, marker: Path) -> None:
@@ -326,8 +322,8 @@ def test_ping_keeps_a_responsive_idle_client_connected(serve: StartServer, marke
         logger.removeHandler(handler)
     pings = [f for f in frames if f.startswith("< PING")]
     assert len(pings) >= 3, frames
-    assert read_marker(marker)[0] == "connect"
-    assert "disconnect 1006" not in read_marker(marker)
+    assert marker_lines(marker)[0] == "connect"
+    assert "disconnect 1006" not in marker_lines(marker)
 
 
 def test_unresponsive_client_is_closed_by_the_ping_timeout(serve: StartServer, marker: Path) -> None:
@@ -358,7 +354,7 @@ def test_sigterm_closes_open_websockets_with_1001(serve: StartServer, marker: Pa
     assert closed.rcvd is not None
     assert closed.rcvd.code == 1001
     assert server.wait(15) == 0
-    assert read_marker(marker) == ["connect", "disconnect 1001"]
+    assert marker_lines(marker) == ["connect", "disconnect 1001"]
 
 
 @pytest.mark.parametrize(

@@ -9,13 +9,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import time
 import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import ADMIN_PASSWORD, ADMIN_USER, Server, csrf_token, login_admin
+from conftest import ADMIN_PASSWORD, ADMIN_USER, Server, login_admin, read_stream, upload_file
 
 from .conftest import DB_NAME, DB_USER, Postgres
 
@@ -118,36 +117,8 @@ def test_twenty_megabyte_multipart_upload(server: Server) -> None:
     # 20 MiB: under rsgi's --max-body-size (50 MiB). Django keeps file parts over
     # FILE_UPLOAD_MAX_MEMORY_SIZE (2.5 MiB) in a temp file, and DATA_UPLOAD_MAX_MEMORY_SIZE only
     # counts the other fields, so no setting had to change for this.
-    data = os.urandom(20 * 1024 * 1024 + 17)
     with httpx.Client(base_url=server.url, timeout=60) as c:
-        token = csrf_token(c.get("/upload").text)
-        r = c.post(
-            "/upload",
-            data={"csrfmiddlewaretoken": token, "note": "twenty megabytes"},
-            files={"file": ("big.bin", data, "application/octet-stream")},
-        )
-    assert r.status_code == 200, r.text[:2000]
-    assert r.json() == {
-        "name": "big.bin",
-        "size": len(data),
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "note": "twenty megabytes",
-    }
-
-
-def arrivals(client: httpx.Client, path: str) -> tuple[bytes, float, float]:
-    """(body, seconds to the first chunk, seconds to the end) of a streamed response."""
-    started = time.monotonic()
-    first = None
-    body = b""
-    with client.stream("GET", path) as r:
-        assert r.status_code == 200
-        for chunk in r.iter_raw():
-            if chunk and first is None:
-                first = time.monotonic() - started
-            body += chunk
-    assert first is not None, f"{path} sent no body"
-    return body, first, time.monotonic() - started
+        upload_file(c, os.urandom(20 * 1024 * 1024 + 17), "big.bin", "twenty megabytes")
 
 
 @pytest.mark.parametrize(
@@ -158,7 +129,7 @@ def arrivals(client: httpx.Client, path: str) -> tuple[bytes, float, float]:
 def test_streaming_http_response_arrives_chunk_by_chunk(server: Server, path: str) -> None:
     # A sync iterator streams under WSGI; under ASGI Django buffers it, so ASGI gets the async twin.
     with httpx.Client(base_url=server.url, timeout=20) as c:
-        body, first, total = arrivals(c, f"{path}?delay=0.3")
+        body, first, total = read_stream(c, f"{path}?delay=0.3")
     assert body == b"".join(b"chunk %d\n" % n for n in range(1, 6))
     assert total >= 1.0, f"4 delays of 0.3 s took {total:.2f}s"
     assert first < total - 0.6, f"the first chunk came at {first:.2f}s of {total:.2f}s: buffered"
