@@ -57,6 +57,11 @@ pub fn acceptor(s: &TlsSettings, http: HttpVersions) -> std::io::Result<TlsAccep
     };
     let mut config =
         builder.with_single_cert(certs, key).map_err(|e| err(format!("certfile/keyfile do not fit together: {e}")))?;
+    // The server picks the cipher suite by its own order (the provider's: AES-256-GCM, then
+    // AES-128-GCM, then ChaCha20 — all AEAD with forward secrecy), not the first one the client
+    // lists. rustls follows the client by default, which testssl.sh rates HIGH ("no cipher
+    // order"): a client, or a middlebox rewriting its hello, could steer the choice.
+    config.ignore_client_order = true;
     config.alpn_protocols = match http {
         HttpVersions::Http1 => vec![b"http/1.1".to_vec()],
         HttpVersions::Http2 => vec![b"h2".to_vec()],

@@ -1,0 +1,1 @@
+"""Conformance suites written by others (Autobahn via kosoku, testssl.sh, httplint), run against rsgi."""
