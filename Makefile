@@ -5,7 +5,17 @@ EXAMPLE := examples/django_project
 # The Rust test binaries link libpython; tell the loader where the running Python keeps it.
 export LD_LIBRARY_PATH := $(shell $(PY) -c "import sysconfig; print(sysconfig.get_config_var('LIBDIR') or '')"):$(LD_LIBRARY_PATH)
 
-.PHONY: help install serve test lint format test-rust test-python bench
+.PHONY: help install serve wheel test lint format test-rust test-python bench
+
+# What `make serve` runs (tests/browser/ drives a browser through every link of the example's index
+# page with exactly these flags): pages through WSGI, the Channels chat and the server-sent events
+# through ASGI, static files from the core. One worker, because the chat's in-memory channel layer
+# only reaches websockets in the same process (REDIS_URL lifts that; see the example's README).
+SERVE_FLAGS := --django mysite --asgi-path /events/ --static-django --workers 1
+# The published wheel: abi3 (CPython >= 3.10), manylinux2014 (glibc 2.17) by linking through zig,
+# built with the `dist` profile (no debug info, stripped), and refused above WHEEL_MAX_BYTES.
+WHEEL_TOOLS := 'maturin>=1.16,<2' 'ziglang>=0.17,<0.18'
+WHEEL_MAX_BYTES := 2500000
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -13,10 +23,22 @@ help:  ## list the targets
 install:  ## build rsgi (release) into this Python, with the test dependencies
 	$(PY) -m pip install -q -e '.[test]'
 
-serve:  ## install rsgi and serve the Django example on http://127.0.0.1:8000
+serve:  ## install rsgi and serve the Django example (pages, chat, events, admin) on http://127.0.0.1:8000
 	$(PY) -m pip install -q -e . -r $(EXAMPLE)/requirements.txt
-	cd $(EXAMPLE) && $(PY) manage.py migrate --noinput && $(PY) manage.py collectstatic --noinput -v 0
-	$(PY) -m rsgi mysite.wsgi:application --chdir $(EXAMPLE) --bind 127.0.0.1:8000 --workers 2 --static-django
+	cd $(EXAMPLE) && $(PY) manage.py migrate --noinput && $(PY) manage.py collectstatic --noinput -v 0 \
+		&& $(PY) manage.py createdemoadmin
+	$(PY) -m rsgi $(SERVE_FLAGS) --chdir $(EXAMPLE) --bind 127.0.0.1:8000
+
+wheel:  ## build the portable wheel (abi3, manylinux2014) and the sdist into dist/
+	$(PY) -m pip install -q $(WHEEL_TOOLS)
+	rm -f dist/rsgi-*.whl dist/rsgi-*.tar.gz
+	$(PY) -m maturin build --profile dist --zig --compatibility manylinux2014 --out dist
+	$(PY) -m maturin sdist --out dist
+	@for f in dist/rsgi-*.whl; do \
+		size=$$(stat -c %s "$$f"); \
+		echo "$$f: $$size bytes (limit $(WHEEL_MAX_BYTES))"; \
+		if [ "$$size" -gt $(WHEEL_MAX_BYTES) ]; then echo "error: the wheel is over $(WHEEL_MAX_BYTES) bytes" >&2; exit 1; fi; \
+	done
 
 test: install lint test-rust test-python  ## the whole suite: build, lint, Rust tests, pytest
 
