@@ -1,7 +1,10 @@
 """examples/django_project/Dockerfile and compose.yaml, without Docker: their commands must be valid
 rsgi command lines with the effective settings they are meant to have (`rsgi --check-config`
 with the same arguments, in the environment the image and compose give it), and compose's
-environment must make the project use Postgres and Redis, here pointed at the test servers."""
+environment must make the project use Postgres and Redis, here pointed at the test servers. The
+image is built in two stages from the repository root: `make wheel` in a Rust image, then that
+wheel installed in python:3.12-slim, which has no compiler (tests/install/ installs the same wheel
+the same way, in a venv with no Rust on PATH)."""
 
 from __future__ import annotations
 
@@ -15,19 +18,21 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import DJANGO_DIR, base_env
+from conftest import DJANGO_DIR, ROOT, base_env
 
 from .conftest import DUAL_ARGS, Postgres, Redis
 
 DOCKERFILE = DJANGO_DIR / "Dockerfile"
+DOCKERIGNORE = DJANGO_DIR / "Dockerfile.dockerignore"
 COMPOSE = DJANGO_DIR / "compose.yaml"
 
 
 def dockerfile() -> dict[str, Any]:
-    """ENV, COPY sources, CMD (exec form only) and the `# was: CMD [...]` comment of the Dockerfile."""
+    """The Dockerfile's stages (image, name, ENV, COPY sources from the build context, COPY --from
+    sources by stage, RUN commands), the last stage's ENV, every COPY source from the context, CMD
+    (exec form only) and the `# was: CMD [...]` comment."""
     text = DOCKERFILE.read_text()
-    env: dict[str, str] = {}
-    copied: list[str] = []
+    stages: list[dict[str, Any]] = []
     cmd = was = None
     for line in text.replace("\\\n", " ").splitlines():
         line = line.strip()
@@ -36,15 +41,30 @@ def dockerfile() -> dict[str, Any]:
         if not line or line.startswith("#"):
             continue
         instruction, _, rest = line.partition(" ")
+        if instruction == "FROM":
+            image, _, name = re.sub(r"\s+as\s+", " AS ", rest, flags=re.IGNORECASE).partition(" AS ")
+            stages.append({"image": image, "name": name, "env": {}, "copied": [], "from_stages": [], "run": []})
+            continue
+        assert stages, f"{instruction} before any FROM"
+        stage = stages[-1]
         if instruction == "ENV":
-            env.update(pair.split("=", 1) for pair in rest.split())
+            stage["env"].update(pair.split("=", 1) for pair in rest.split())
         elif instruction == "COPY":
-            copied += rest.split()[:-1]
+            words = rest.split()
+            sources = [w for w in words if not w.startswith("--")][:-1]
+            source_stage = next((w.partition("=")[2] for w in words if w.startswith("--from=")), None)
+            if source_stage:
+                stage["from_stages"].append((source_stage, sources))
+            else:
+                stage["copied"] += sources
+        elif instruction == "RUN":
+            stage["run"].append(" ".join(rest.split()))
         elif instruction == "CMD":
             assert rest.startswith("["), f"CMD must use the exec form (a JSON array): {rest}"
             cmd = json.loads(rest)
     assert cmd is not None, "the Dockerfile has no CMD"
-    return {"env": env, "copied": copied, "cmd": cmd, "was": was}
+    copied = [source for stage in stages for source in stage["copied"]]
+    return {"env": stages[-1]["env"], "copied": copied, "cmd": cmd, "was": was, "stages": stages}
 
 
 def interpolate(value: str, variables: dict[str, str]) -> str:
@@ -124,11 +144,51 @@ def test_the_old_gunicorn_cmd_with_rsgi_in_its_place_is_valid_too() -> None:
 
 def test_the_dockerfile_copies_files_that_exist() -> None:
     for source in dockerfile()["copied"]:
-        assert (DJANGO_DIR / source).exists(), source
+        assert (ROOT / source).exists(), source  # the build context is the repository root
     production = (DJANGO_DIR / "requirements-production.txt").read_text()
     assert "-r requirements.txt" in production
     for package in ("dj-database-url", "psycopg[binary]", "channels-redis"):
         assert package in production, package
+
+
+def test_the_wheel_is_built_in_one_stage_and_installed_in_a_runtime_stage_without_a_compiler() -> None:
+    build, runtime = dockerfile()["stages"]
+    # Stage 1 makes the wheel as `make wheel` makes the published one, from what that needs.
+    assert build["name"] == "build"
+    assert build["image"].startswith("rust:")
+    assert any(re.match(r"make wheel\b", run) for run in build["run"]), build["run"]
+    assert {"Cargo.toml", "Cargo.lock", "pyproject.toml", "README.md", "Makefile", "src", "python"} <= set(
+        build["copied"]
+    )
+    # Stage 2 runs: python:3.12-slim, nothing compiled, and rsgi from stage 1's wheel.
+    assert runtime["image"] == "python:3.12-slim"
+    assert runtime["from_stages"] == [("build", ["/src/dist/"])]
+    runs = " ".join(runtime["run"])
+    for tool in ("apt-get", "gcc", "build-essential", "cargo", "rustc", "rustup", "maturin"):
+        assert tool not in runs, f"the runtime stage installs or runs {tool}"
+    (install,) = [run for run in runtime["run"] if "pip install" in run]
+    assert "--only-binary :all:" in install
+    assert "/tmp/dist/rsgi-*.whl" in install
+    assert "-r requirements-production.txt" in install
+
+
+def test_the_build_context_is_the_repository_with_only_what_the_stages_copy() -> None:
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    for name in ("migrate", "web"):
+        build = services[name]["build"]
+        assert (DJANGO_DIR / build["context"]).resolve() == ROOT, name
+        assert (ROOT / build["dockerfile"]).resolve() == DOCKERFILE, name
+    # Dockerfile.dockerignore (BuildKit reads it for this Dockerfile): everything out, then back in
+    # what the stages copy, less a checkout's build output and the example's local data.
+    patterns = [line.strip() for line in DOCKERIGNORE.read_text().splitlines() if line.strip()]
+    patterns = [p for p in patterns if not p.startswith("#")]
+    assert patterns[0] == "*"
+    kept = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
+    for source in dockerfile()["copied"]:
+        source = source.rstrip("/")
+        assert any(source == k or source.startswith(k + "/") for k in kept), f"{source} is not in the context"
+    for output in ("python/rsgi/*.so", "examples/django_project/staticfiles/", "examples/django_project/db.sqlite3*"):
+        assert output in patterns, output
 
 
 def test_compose_web_command_and_environment() -> None:
