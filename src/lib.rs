@@ -7,6 +7,7 @@ pub mod config;
 pub mod http;
 pub mod server;
 pub mod static_files;
+pub mod sync;
 pub mod tls;
 pub mod wsgi;
 
@@ -14,9 +15,11 @@ use pyo3::prelude::*;
 
 #[pymodule]
 fn _rsgi(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    // Rust `log` records go to Python's `logging` (logger names follow the Rust module path,
-    // e.g. "_rsgi::http::service"), so one logging config covers both languages.
-    let _ = pyo3_log::try_init();
+    // Rust `log` records go to Python's `logging` through a queue (see `bridge::log`), so one
+    // logging config covers both languages and no tokio thread waits for the GIL to log.
+    bridge::log::install(m.py())?;
+    m.add_function(wrap_pyfunction!(bridge::log::forward_logs, m)?)?;
+    m.add_function(wrap_pyfunction!(bridge::log::flush_logs, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<bridge::worker::Worker>()?;
     m.add_class::<wsgi::file_wrapper::FileWrapper>()?;

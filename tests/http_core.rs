@@ -1,6 +1,9 @@
 //! The HTTP core driven end to end with a stub app that never touches Python: a plain Rust
 //! thread answers the job queue, as the WSGI bridge would.
 
+// A test: a panic here is a failed test, so unwrap and index freely.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
@@ -13,8 +16,27 @@ use _rsgi::server::scoreboard::Slot;
 use _rsgi::server::Server;
 use http::{HeaderMap, StatusCode};
 
+/// Formats every record at every level, as a logger in production would: a log argument that
+/// panics (a bad slice of a request target, say) must show up here, not only under a logger.
+struct Evaluating;
+
+impl log::Log for Evaluating {
+    fn enabled(&self, _: &log::Metadata) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record) {
+        std::hint::black_box(record.args().to_string());
+    }
+
+    fn flush(&self) {}
+}
+
 /// Starts a server on a free port whose app answers "<method> <path> <body length>".
 fn start(cfg: ServerConfig) -> (Server, u16) {
+    if log::set_logger(&Evaluating).is_ok() {
+        log::set_max_level(log::LevelFilter::Trace);
+    }
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let (queue, jobs) = ThreadQueue::channel();
@@ -96,4 +118,59 @@ fn graceful_stop_closes_idle_connections() {
     assert!(idle.read_to_end(&mut rest).is_ok(), "the idle connection was not closed");
     let finished = server.done().recv_timeout(Duration::from_secs(5));
     assert_eq!(finished, Err(crossbeam_channel::RecvTimeoutError::Disconnected));
+}
+
+#[test]
+fn a_refused_target_with_non_ascii_bytes_is_answered() {
+    // 78 ASCII bytes, then a two-byte character across byte 80, where log lines were once cut.
+    let (_server, port) = start(ServerConfig::default());
+    let target = format!("/{}\u{e9}", "a".repeat(78));
+    let out = exchange(port, format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
+    assert!(out.starts_with("HTTP/1.1 400 "), "{out}");
+}
+
+#[test]
+fn a_half_closed_request_is_answered() {
+    let (_server, port) = start(ServerConfig::default());
+    for req in [
+        &b"GET /half HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+        b"GET /half HTTP/1.0\r\n\r\n",
+        b"POST /half HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+        b"POST /half HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    ] {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(req).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
+        let out = String::from_utf8_lossy(&out);
+        assert!(out.starts_with("HTTP/1.") && out.contains(" 200 OK\r\n"), "{out}");
+        let len = if req.starts_with(b"POST") { 5 } else { 0 };
+        assert!(out.ends_with(&format!(" /half {len}")), "{out}");
+    }
+}
+
+#[test]
+fn ambiguous_framing_is_refused_and_the_connection_closed() {
+    let (_server, port) = start(ServerConfig::default());
+    for req in [
+        // A bare LF ends a field line: a proxy splitting on CRLF sees one field, hyper two.
+        &b"GET / HTTP/1.1\r\nHost: a\nX-Smuggled: 1\r\n\r\n"[..],
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Type: a/b\r\nContent-Type: c/d\r\nContent-Length: 0\r\n\r\n",
+    ] {
+        let out = exchange(port, req);
+        assert!(out.starts_with("HTTP/1.1 400 "), "{out}");
+        assert_eq!(out.matches("HTTP/1.1").count(), 1, "{out}");
+        assert!(out.contains("connection: close\r\n"), "{out}");
+    }
+    // Pipelined: the clean first request is served, the second refused, nothing after it read.
+    let out = exchange(
+        port,
+        b"GET /first HTTP/1.1\r\nHost: a\r\n\r\nGET /second HTTP/1.1\r\nHost: a\nX: 1\r\n\r\nGET /third HTTP/1.1\r\nHost: a\r\n\r\n",
+    );
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n") && out.contains("GET /first 0"), "{out}");
+    assert!(out.contains("HTTP/1.1 400 ") && !out.contains("/second") && !out.contains("/third"), "{out}");
 }

@@ -216,6 +216,7 @@ fn runtime() -> &'static tokio::runtime::Runtime {
         // hosts rsgi in production, ignores SIGPIPE too).
         // SAFETY: setting a signal disposition to SIG_IGN at start-up, before any thread exists.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+        rsgi_fuzz::evaluate_every_log_record();
         tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap()
     })
 }

@@ -69,6 +69,7 @@ impl Addr {
 }
 
 fuzz_target!(|input: Input<'_>| {
+    rsgi_fuzz::evaluate_every_log_record();
     let Some((head, root)) = request(&input) else { return };
     Python::attach(|py| check(py, &input, &head, &root));
 });

@@ -28,6 +28,12 @@ class _ServerConfig(Protocol):
     root_path: str
     def access_log_target(self) -> str | None: ...
 
+def forward_logs() -> None:
+    """Hands the core's log records to `logging` as they come; runs until the process exits."""
+
+def flush_logs() -> None:
+    """Hands every queued log record of the core to `logging` now."""
+
 class Worker:
     def __init__(self, config: _ServerConfig, fds: list[int], interface: str = "wsgi", slot: int = 0) -> None: ...
     def run_wsgi(self, app: Any, base_environ: dict[str, Any], thread: int = 0) -> None: ...

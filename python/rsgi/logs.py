@@ -1,9 +1,11 @@
-"""Logging glue: one format for the supervisor, workers and the Rust core (through pyo3-log)."""
+"""Logging glue: one format for the supervisor, workers and the Rust core (through pyo3-log,
+behind a queue that a thread of each worker drains: see src/bridge/log.rs)."""
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
 
 FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
 DATEFMT = "%Y-%m-%d %H:%M:%S %z"
@@ -27,6 +29,21 @@ def setup(level: str, error_log: str = "-", config_file: str = "") -> None:
         root.removeHandler(h)
     root.addHandler(handler)
     root.setLevel(lvl)
+
+
+def forward_core_logs() -> None:
+    """In a worker, before the core starts: a thread that hands the Rust core's log records to
+    `logging`, so the core's own (tokio) threads never wait for the GIL to log."""
+    from ._rsgi import forward_logs
+
+    threading.Thread(target=forward_logs, name="rsgi-core-log", daemon=True).start()
+
+
+def flush_core_logs() -> None:
+    """In a worker about to exit: the core's records still queued go to `logging` now."""
+    from ._rsgi import flush_logs
+
+    flush_logs()
 
 
 def reopen_files() -> None:

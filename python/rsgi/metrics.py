@@ -12,12 +12,23 @@ import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .scoreboard import Scoreboard
+from .scoreboard import METRIC_WORDS, Scoreboard
 
 # Word offsets in a slot's metrics page (src/server/metrics.rs).
 STATUS, LATENCY_SUM, LATENCY_BUCKETS, SUBMITTED, TAKEN = 0, 5, 6, 18, 19
 WAIT_SUM, WAIT_COUNT, BYTES_IN, BYTES_OUT = 20, 21, 22, 23
 IN_FLIGHT, CONNS_OPEN, CONNS_TOTAL, WS_OPEN, WS_TOTAL = 24, 25, 26, 27, 28
+REFUSED = 29
+# `Refusal` in src/server/metrics.rs, in its declaration order.
+REFUSAL_REASONS = (
+    "malformed",
+    "method",
+    "body_too_large",
+    "head_too_large",
+    "transfer_coding",
+    "body_timeout",
+    "overload",
+)
 BUCKETS_S = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
 GAUGES = (IN_FLIGHT, CONNS_OPEN, WS_OPEN)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -45,7 +56,7 @@ class Totals:
     """Counters of workers that have exited, added to the live ones at every scrape."""
 
     def __init__(self) -> None:
-        self.words = [0] * 29
+        self.words = [0] * METRIC_WORDS
         self.restarts = 0
 
     def worker_exited(self, words: tuple[int, ...]) -> None:
@@ -93,6 +104,12 @@ class Collector:
             sum_value=words[LATENCY_SUM] / 1e6,
         )
         yield GaugeMetricFamily("rsgi_requests_in_flight", "Requests being served now.", value=gauges[IN_FLIGHT])
+        refused = CounterMetricFamily(
+            "rsgi_requests_refused", "Requests answered by the core without reaching the app.", labels=["reason"]
+        )
+        for k, reason in enumerate(REFUSAL_REASONS):
+            refused.add_metric([reason], words[REFUSED + k])
+        yield refused
         yield GaugeMetricFamily(
             "rsgi_app_queue_depth",
             "Requests read and waiting for a Python thread (or the event loop).",

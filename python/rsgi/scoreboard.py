@@ -11,8 +11,8 @@ import struct
 SLOT_SIZE = 8192
 HEADER = 64
 ENTRY = 128
-METRICS = 4096  # request metrics: 29 u64 words, layout in src/server/metrics.rs
-METRIC_WORDS = 29
+METRICS = 4096  # request metrics: 36 u64 words, layout in src/server/metrics.rs
+METRIC_WORDS = 36
 MAX_THREADS = (METRICS - HEADER) // ENTRY
 SLOTS = 256
 

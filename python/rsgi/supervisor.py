@@ -249,6 +249,7 @@ class Supervisor:
         except BaseException:
             traceback.print_exc()
         finally:
+            logs.flush_core_logs()
             logging.shutdown()
             os._exit(code)
 

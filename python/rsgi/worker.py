@@ -126,6 +126,7 @@ def run(cfg: Config, sockets: list[socket.socket], app: Any, parent: int, slot: 
     scoreboard slot (0: none). `app`/`wsgi_app` are the preloaded apps (None: import here)."""
     prepare_signals()
     die_with_parent(parent)
+    logs.forward_core_logs()
     # On SIGABRT (sent by --timeout) and fatal signals, print every thread's Python stack.
     faulthandler.enable()
     try:

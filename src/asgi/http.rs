@@ -49,7 +49,7 @@ struct Disconnected(Arc<HttpState>);
 
 impl Resolve for Disconnected {
     fn resolve(&self, py: Python<'_>) {
-        let waiter = self.0.inner.lock().expect("asgi state").disconnect_waiter.take();
+        let waiter = crate::sync::lock(&self.0.inner).disconnect_waiter.take();
         if let Some(fut) = waiter {
             set_result(py, fut.bind(py), disconnect_message(py));
         }
@@ -90,7 +90,7 @@ impl HttpProtocol {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.state.inner.lock().expect("asgi state")
+        crate::sync::lock(&self.state.inner)
     }
 
     /// Queues a chunk (waiting when the client is slow). A client that left makes it a no-op,
@@ -192,7 +192,9 @@ impl HttpProtocol {
                 let Some((status, mut headers)) = inner.start.take() else {
                     return Err(PyRuntimeError::new_err("http.response.body sent before http.response.start"));
                 };
-                let reply = inner.reply.take().expect("a started response has its reply slot");
+                let Some(reply) = inner.reply.take() else {
+                    return Err(PyRuntimeError::new_err("the response was already sent"));
+                };
                 if !more {
                     inner.complete = true;
                     set_length(&mut headers, data.len());

@@ -35,7 +35,7 @@ pub(crate) fn send_or_wait<'py, T: Send + 'static>(
         Err(TrySendError::Closed(_)) => Ok(None),
         Err(TrySendError::Full(item)) => {
             let fut = ctx.create_future.bind(py).call0()?;
-            *waiter.0.lock().expect("send waiter") = Some(fut.clone().unbind());
+            *crate::sync::lock(&waiter.0) = Some(fut.clone().unbind());
             let (tx, queue, woken) = (tx.clone(), ctx.queue.clone(), waiter.clone());
             ctx.runtime.spawn(async move {
                 let _ = tx.send(item).await;
@@ -54,13 +54,13 @@ pub(crate) struct SendWaiter(std::sync::Mutex<Option<Py<PyAny>>>);
 impl SendWaiter {
     /// The app is done: nothing will await the future any more.
     pub(crate) fn clear(&self) {
-        *self.0.lock().expect("send waiter") = None;
+        *crate::sync::lock(&self.0) = None;
     }
 }
 
 impl crate::bridge::event_loop::Resolve for SendWaiter {
     fn resolve(&self, py: Python<'_>) {
-        let waiter = self.0.lock().expect("send waiter").take();
+        let waiter = crate::sync::lock(&self.0).take();
         if let Some(fut) = waiter {
             http::set_result(py, fut.bind(py), py.None().into_bound(py));
         }

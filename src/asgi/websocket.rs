@@ -50,7 +50,7 @@ struct MessageReady(Arc<WsState>);
 
 impl Resolve for MessageReady {
     fn resolve(&self, py: Python<'_>) {
-        let waiter = self.0.inner.lock().expect("ws state").receive_waiter.take();
+        let waiter = crate::sync::lock(&self.0.inner).receive_waiter.take();
         let Some(fut) = waiter else { return };
         if let Some(m) = self.0.conn.pop() {
             match message_dict(py, m) {
@@ -94,7 +94,7 @@ impl WebSocketProtocol {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.state.inner.lock().expect("ws state")
+        crate::sync::lock(&self.state.inner)
     }
 
     /// Queues a frame for the client (waiting when it reads slowly). Unlike HTTP, sending on a
@@ -240,7 +240,11 @@ impl WebSocketProtocol {
                 if more {
                     return done(py); // denial bodies are small: collected, then sent whole
                 }
-                let (status, mut headers) = inner.denial.take().expect("checked above");
+                let Some((status, mut headers)) = inner.denial.take() else {
+                    return Err(PyRuntimeError::new_err(
+                        "websocket.http.response.body before websocket.http.response.start",
+                    ));
+                };
                 let data = std::mem::take(&mut inner.denial_body).freeze();
                 set_length(&mut headers, data.len());
                 inner.closed = true;

@@ -96,18 +96,18 @@ impl Worker {
         stopped: Py<PyAny>,
     ) -> PyResult<AsgiBridge> {
         let queue = self.loop_queue.clone().ok_or_else(|| PyValueError::new_err("this worker serves WSGI"))?;
-        let runtime = self.server.lock().expect("server lock").handle();
+        let runtime = crate::sync::lock(&self.server).handle();
         AsgiBridge::new(py, queue, runtime, app, &event_loop, run_http, state, stopped, &self.root_path, self.slot)
     }
 
     /// Starts a graceful stop (as SIGTERM does), or a fast one.
     #[pyo3(signature = (fast = false))]
     fn stop(&self, fast: bool) {
-        self.server.lock().expect("server lock").stop(fast);
+        crate::sync::lock(&self.server).stop(fast);
     }
 
     /// Releases the runtime's threads; call once every `run_wsgi` has returned.
     fn shutdown(&self, py: Python<'_>) {
-        py.detach(|| self.server.lock().expect("server lock").shutdown());
+        py.detach(|| crate::sync::lock(&self.server).shutdown());
     }
 }

@@ -133,11 +133,14 @@ fn parse(format: &str) -> Vec<Part> {
     let mut parts = Vec::new();
     let mut text = String::new();
     let mut rest = format;
-    while let Some(i) = rest.find("%(") {
-        text.push_str(&rest[..i]);
-        let after = &rest[i + 2..];
-        let Some(end) = after.find(")s") else { break };
-        let name = &after[..end];
+    while let Some((before, after)) = rest.split_once("%(") {
+        text.push_str(before);
+        let Some((name, tail)) = after.split_once(")s") else {
+            // an unclosed "%(": the rest is text
+            text.push_str("%(");
+            rest = after;
+            break;
+        };
         let part = if let Some(h) = name.strip_prefix('{').and_then(|n| n.strip_suffix("}i")) {
             Some(Part::RequestHeader(h.to_ascii_lowercase()))
         } else if let Some(h) = name.strip_prefix('{').and_then(|n| n.strip_suffix("}o")) {
@@ -156,9 +159,14 @@ fn parse(format: &str) -> Vec<Part> {
                 }
                 parts.push(p);
             }
-            None => text.push_str(&rest[i..i + 2 + end + 2]), // unknown atom: kept literally
+            None => {
+                // unknown atom: kept literally
+                text.push_str("%(");
+                text.push_str(name);
+                text.push_str(")s");
+            }
         }
-        rest = &after[end + 2..];
+        rest = tail;
     }
     text.push_str(rest);
     if !text.is_empty() {
@@ -239,7 +247,7 @@ fn local_time() -> String {
     format!(
         "{:02}/{}/{}:{:02}:{:02}:{:02} {}{:02}{:02}",
         tm.tm_mday,
-        MONTHS[tm.tm_mon.clamp(0, 11) as usize],
+        MONTHS.get(tm.tm_mon as usize).unwrap_or(&"???"),
         tm.tm_year + 1900,
         tm.tm_hour,
         tm.tm_min,

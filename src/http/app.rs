@@ -144,12 +144,12 @@ struct ClosedState {
 
 impl Closed {
     pub fn is_closed(&self) -> bool {
-        self.state.lock().expect("closed lock").closed
+        crate::sync::lock(&self.state).closed
     }
 
     /// Runs `hook` once the request is closed. Returns false (and drops `hook`) if it already is.
     pub fn on_close(&self, hook: Box<dyn FnOnce() + Send>) -> bool {
-        let mut st = self.state.lock().expect("closed lock");
+        let mut st = crate::sync::lock(&self.state);
         if st.closed {
             return false;
         }
@@ -159,12 +159,12 @@ impl Closed {
 
     /// Forgets a registered hook (the app stopped waiting).
     pub fn clear_hook(&self) {
-        self.state.lock().expect("closed lock").hook = None;
+        crate::sync::lock(&self.state).hook = None;
     }
 
     fn close(&self) {
         let hook = {
-            let mut st = self.state.lock().expect("closed lock");
+            let mut st = crate::sync::lock(&self.state);
             st.closed = true;
             st.hook.take()
         };

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use super::access_log::{AccessLog, Entry};
 use super::app::CloseOnDrop;
+use super::h1_reader::ConnWatch;
 use super::request::RequestBody;
 use crate::config::ServerConfig;
 use crate::server::metrics::Measure;
@@ -89,6 +90,8 @@ pub struct ResponseBody {
     log: Option<Box<(Entry, Arc<AccessLog>)>>,
     /// The request's metrics, recorded when hyper drops the body.
     measure: Option<Measure>,
+    /// The HTTP/1 connection's reader, told when the response is done (see `h1_reader`).
+    watch: Option<Arc<ConnWatch>>,
     sent: u64,
 }
 
@@ -133,6 +136,12 @@ impl ResponseBody {
         self
     }
 
+    /// Tells the connection's reader when this response is done (sent or dropped).
+    pub fn answering(mut self, watch: Arc<ConnWatch>) -> Self {
+        self.watch = Some(watch);
+        self
+    }
+
     /// Keeps `guard` alive as long as hyper holds the body.
     pub fn guarded(mut self, guard: CloseOnDrop) -> Self {
         self._closed = Some(guard);
@@ -142,7 +151,7 @@ impl ResponseBody {
 
 impl From<Kind> for ResponseBody {
     fn from(kind: Kind) -> Self {
-        Self { kind, _closed: None, log: None, measure: None, sent: 0 }
+        Self { kind, _closed: None, log: None, measure: None, watch: None, sent: 0 }
     }
 }
 
@@ -179,6 +188,9 @@ impl Drop for ResponseBody {
         if let Some(log) = self.log.take() {
             let (entry, log) = *log;
             log.record(&entry, self.sent);
+        }
+        if let Some(watch) = self.watch.take() {
+            watch.answered();
         }
     }
 }

@@ -14,22 +14,27 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use super::detect;
+use super::h1_reader::{self, ConnWatch};
 use super::request::ConnInfo;
 use super::service::{self, Shared};
 use crate::config::ServerConfig;
+use crate::server::metrics::Refusal;
 use crate::server::shutdown::Stop;
 
 /// Largest request head (request line + all header fields) hyper will buffer; 431 beyond it.
 /// Per-field and field-count limits are separate settings checked in `service`. It is above
 /// hyper's own 64 KiB request-target cap, so an over-long target gets 414 (from hyper or from
 /// `--limit-request-line`) rather than 431.
-const MAX_HEAD_SIZE: usize = 96 * 1024;
+pub const MAX_HEAD_SIZE: usize = 96 * 1024;
 
 /// The HTTP/1 connection settings, built once per worker.
 pub fn http1_builder(cfg: &ServerConfig) -> http1::Builder {
     let mut b = http1::Builder::new();
     b.timer(TokioTimer::new())
         .keep_alive(true)
+        // Not hyper's `half_close`: it stops reading mid-request, so a client that resets its
+        // connection goes unnoticed. `h1_reader` answers half-closed requests instead.
+        .half_close(false)
         // hyper runs one timer from the moment a connection waits for a request head until the
         // head is complete; it is both the keep-alive idle timeout and the slowloris guard.
         .header_read_timeout(cfg.keepalive)
@@ -113,6 +118,7 @@ where
 fn service(
     shared: Arc<Shared>,
     info: ConnInfo,
+    check: Option<Arc<ConnWatch>>,
 ) -> impl hyper::service::Service<
     hyper::Request<hyper::body::Incoming>,
     Response = hyper::Response<super::body::ResponseBody>,
@@ -123,7 +129,8 @@ fn service(
     service_fn(move |req| {
         let shared = shared.clone();
         let info = info.clone();
-        async move { Ok::<_, Infallible>(service::handle(req, shared, info).await) }
+        let check = check.clone();
+        async move { Ok::<_, Infallible>(service::handle(req, shared, info, check).await) }
     })
 }
 
@@ -143,7 +150,8 @@ pub async fn serve_h1<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let svc = service(shared.clone(), info);
+    let (io, check) = h1_reader::watch(io);
+    let svc = service(shared.clone(), info, Some(check));
     let conn = builders.h1.serve_connection(TokioIo::new(io), svc).with_upgrades();
     tokio::pin!(conn);
     drive(conn, shared, stop).await;
@@ -160,7 +168,7 @@ pub async fn serve_h2<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let svc = service(shared.clone(), info);
+    let svc = service(shared.clone(), info, None);
     let conn = builders.h2.serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
     drive(conn, shared, stop).await;
@@ -203,6 +211,12 @@ async fn drive<C: Connection>(mut conn: std::pin::Pin<&mut C>, shared: Arc<Share
     let how = tokio::select! {
         res = conn.as_mut() => {
             if let Err(e) = res {
+                // hyper answered a request head it could not parse (400, 414 or 431) itself.
+                if e.is_parse_too_large() {
+                    shared.slot.refused(Refusal::HeadTooLarge);
+                } else if e.is_parse() {
+                    shared.slot.refused(Refusal::Malformed);
+                }
                 log::debug!("connection ended with an error: {e}");
             }
             return;

@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -18,24 +18,19 @@ const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Reads just enough of `io` to know its protocol: `Ok((true, io))` for HTTP/2. Gives up
 /// (an error) if the client sends nothing within `timeout` or closes first.
 pub async fn is_h2<I: AsyncRead + Unpin>(mut io: I, timeout: Duration) -> std::io::Result<(bool, Rewind<I>)> {
-    let mut buf = [0u8; PREFACE.len()];
-    let mut have = 0;
+    // Whatever is read beyond the preface is replayed too, so reading more than needed is harmless.
+    let mut buf = Vec::with_capacity(PREFACE.len());
     let read = async {
-        while have < PREFACE.len() {
-            let n = io.read(&mut buf[have..]).await?;
-            if n == 0 {
-                break;
-            }
-            have += n;
-            if buf[..have] != PREFACE[..have] {
+        while buf.len() < PREFACE.len() {
+            if io.read_buf(&mut buf).await? == 0 || !PREFACE.starts_with(&buf) {
                 break;
             }
         }
         Ok::<_, std::io::Error>(())
     };
     tokio::time::timeout(timeout, read).await.map_err(|_| std::io::ErrorKind::TimedOut)??;
-    let h2 = have == PREFACE.len() && buf == PREFACE;
-    Ok((h2, Rewind { prefix: Bytes::copy_from_slice(&buf[..have]), inner: io }))
+    let h2 = buf.starts_with(PREFACE);
+    Ok((h2, Rewind { prefix: Bytes::from(buf), inner: io }))
 }
 
 /// An IO that first yields `prefix`, then reads from `inner`; writes go straight through.
@@ -55,8 +50,7 @@ impl<I: AsyncRead + Unpin> AsyncRead for Rewind<I> {
         let this = self.get_mut();
         if !this.prefix.is_empty() {
             let n = this.prefix.len().min(buf.remaining());
-            buf.put_slice(&this.prefix[..n]);
-            this.prefix.advance(n);
+            buf.put_slice(&this.prefix.split_to(n));
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.inner).poll_read(cx, buf)

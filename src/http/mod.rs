@@ -6,6 +6,7 @@ pub mod app;
 pub mod body;
 pub mod conn;
 pub mod detect;
+pub mod h1_reader;
 pub mod proxy;
 pub mod request;
 pub mod response;

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use http::header::{CONNECTION, CONTENT_LENGTH, HOST};
+use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body::Body;
 use hyper::body::Incoming;
@@ -15,12 +15,13 @@ use tokio::sync::oneshot;
 use super::access_log::{AccessLog, Entry};
 use super::app::{AppQueue, CloseOnDrop, Closed, Job};
 use super::body::{self, BodyError, ResponseBody};
+use super::h1_reader::ConnWatch;
 use super::proxy;
 use super::request::{ConnInfo, RequestBody, RequestHead};
 use super::response;
 use super::websocket::{self, WsConn};
 use crate::config::ServerConfig;
-use crate::server::metrics::Measure;
+use crate::server::metrics::{Measure, Refusal};
 use crate::server::scoreboard::Slot;
 use crate::server::shutdown::Stop;
 use crate::static_files::StaticFiles;
@@ -58,7 +59,13 @@ impl Drop for InFlight<'_> {
 
 /// Serves one request. Infallible: every failure becomes a response (or a closed connection).
 /// With an access log, the request's facts are kept for the line written after the response.
-pub async fn handle(mut req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<ConnInfo>) -> Response<ResponseBody> {
+/// `check` is the HTTP/1 connection's head check (see `h1_reader`); None for HTTP/2.
+pub async fn handle(
+    mut req: Request<Incoming>,
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    check: Option<Arc<ConnWatch>>,
+) -> Response<ResponseBody> {
     // Before anything reads the client address, scheme or Host (the access log included).
     if req.version() == Version::HTTP_2 {
         join_cookies(req.headers_mut());
@@ -73,16 +80,21 @@ pub async fn handle(mut req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<C
         None => conn,
     };
     let mut measure = Measure::start(shared.slot);
+    // The HTTP/1 reader holds back a client's FIN until this response is done (half-close).
+    let answering = |body: ResponseBody| match &check {
+        Some(watch) => body.answering(watch.clone()),
+        None => body,
+    };
     let Some(log) = shared.access_log.clone() else {
-        let resp = serve(req, shared, conn).await;
+        let resp = serve(req, shared, conn, check.clone()).await;
         measure.status(resp.status().as_u16());
-        return resp.map(|body| body.measured(measure));
+        return resp.map(|body| answering(body.measured(measure)));
     };
     let started = Instant::now();
     let (method, uri, version, request_headers) =
         (req.method().clone(), req.uri().clone(), req.version(), req.headers().clone());
     let remote = conn.remote.clone();
-    let (parts, body) = serve(req, shared, conn).await.into_parts();
+    let (parts, body) = serve(req, shared, conn, check.clone()).await.into_parts();
     measure.status(parts.status.as_u16());
     let body = body.measured(measure);
     let entry = Entry {
@@ -95,13 +107,22 @@ pub async fn handle(mut req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<C
         status: parts.status,
         response_headers: parts.headers.clone(),
     };
-    Response::from_parts(parts, body.logged(log, entry))
+    Response::from_parts(parts, answering(body.logged(log, entry)))
 }
 
-async fn serve(req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<ConnInfo>) -> Response<ResponseBody> {
+async fn serve(
+    req: Request<Incoming>,
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    check: Option<Arc<ConnWatch>>,
+) -> Response<ResponseBody> {
     let cfg = &shared.cfg;
-    if let Some(status) = check_head(&req, cfg) {
-        log::info!("refused {} {}: {}", req.method(), truncate(req.uri()), status);
+    let refused_head = check.as_ref().is_some_and(|c| c.take_request());
+    if let Some(status) = refused_head.then_some(StatusCode::BAD_REQUEST).or_else(|| check_head(&req, cfg)) {
+        // Counted, and logged only at DEBUG: a flood of bad requests must not become a flood of
+        // log records (each one a trip to Python's logging).
+        shared.slot.refused(Refusal::of(status));
+        log::debug!("refused {} {}: {}", req.method(), truncate(req.uri()), status);
         return finish(response::plain(status, true), &shared);
     }
     if !cfg.health_path.is_empty() && req.uri().path() == cfg.health_path {
@@ -116,16 +137,12 @@ async fn serve(req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<ConnInfo>)
     // (uvicorn's behaviour; the client may retry, and a load balancer will try another node).
     let _in_flight = InFlight(&shared.in_flight);
     if shared.in_flight.fetch_add(1, Ordering::Relaxed) >= cfg.limit_concurrency {
-        log::warn!(
-            "--limit-concurrency {} reached: 503 for {} {}",
-            cfg.limit_concurrency,
-            req.method(),
-            truncate(req.uri())
-        );
+        shared.slot.refused(Refusal::Overload);
+        warn_overload(cfg.limit_concurrency);
         return finish(response::plain(StatusCode::SERVICE_UNAVAILABLE, false), &shared);
     }
     if cfg.websockets && shared.queue.websockets() && websocket::is_upgrade(&req) {
-        return upgrade(req, shared.clone(), conn).await;
+        return upgrade(req, shared.clone(), conn, check).await;
     }
     let (parts, incoming) = req.into_parts();
     let body = if incoming.is_end_stream() {
@@ -133,9 +150,16 @@ async fn serve(req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<ConnInfo>)
     } else {
         match body::collect(incoming, cfg).await {
             Ok(b) => b,
-            Err(BodyError::Timeout) => return finish(response::plain(StatusCode::REQUEST_TIMEOUT, true), &shared),
-            Err(BodyError::TooLarge) => return finish(response::plain(StatusCode::PAYLOAD_TOO_LARGE, true), &shared),
+            Err(BodyError::Timeout) => {
+                shared.slot.refused(Refusal::BodyTimeout);
+                return finish(response::plain(StatusCode::REQUEST_TIMEOUT, true), &shared);
+            }
+            Err(BodyError::TooLarge) => {
+                shared.slot.refused(Refusal::BodyTooLarge);
+                return finish(response::plain(StatusCode::PAYLOAD_TOO_LARGE, true), &shared);
+            }
             Err(BodyError::Read(e)) => {
+                shared.slot.refused(Refusal::Malformed);
                 log::debug!("request body read failed: {e}");
                 return finish(response::plain(StatusCode::BAD_REQUEST, true), &shared);
             }
@@ -170,7 +194,12 @@ async fn serve(req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<ConnInfo>)
 
 /// A WebSocket handshake: the app decides (accept, close, or an HTTP denial response). On
 /// accept the 101 goes out and a pump task carries the frames from then on.
-async fn upgrade(mut req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<ConnInfo>) -> Response<ResponseBody> {
+async fn upgrade(
+    mut req: Request<Incoming>,
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    check: Option<Arc<ConnWatch>>,
+) -> Response<ResponseBody> {
     let on_upgrade = hyper::upgrade::on(&mut req);
     let (parts, _) = req.into_parts();
     let head = RequestHead::new(parts, conn);
@@ -191,6 +220,9 @@ async fn upgrade(mut req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<Conn
     if app.status == StatusCode::SWITCHING_PROTOCOLS {
         let mut abandon = abandon;
         abandon.0 = None; // the pump owns the connection's end now
+        if let Some(check) = check {
+            check.upgraded(); // its bytes are WebSocket frames from here on
+        }
         let pump_shared = shared.clone();
         shared.tasks.spawn(async move {
             pump_shared.slot.websocket_opened();
@@ -268,6 +300,12 @@ fn check_head(req: &Request<Incoming>, cfg: &ServerConfig) -> Option<StatusCode>
     // (A wrong Host is how cache-poisoning and routing confusion start.)
     let hosts = headers.get_all(HOST).iter().count();
     if hosts > 1 || (hosts == 0 && req.version() == Version::HTTP_11) {
+        return Some(StatusCode::BAD_REQUEST);
+    }
+    // Fields that decide how the body is read: an app uses the first Content-Type, a proxy or
+    // WAF in front may have used the last. (hyper refuses differing Content-Lengths and merges
+    // equal ones; `h1_reader` refuses Content-Length beside Transfer-Encoding.)
+    if headers.get_all(CONTENT_TYPE).iter().nth(1).is_some() {
         return Some(StatusCode::BAD_REQUEST);
     }
     if let Some(len) = headers.get(CONTENT_LENGTH).and_then(parse_len) {
@@ -359,12 +397,24 @@ fn parse_len(v: &HeaderValue) -> Option<u64> {
     v.to_str().ok()?.parse().ok()
 }
 
+/// Overload is worth a line in the log, but not one per refused request: at most one every
+/// 10 s per worker (`rsgi_requests_refused_total{reason="overload"}` counts them all).
+fn warn_overload(limit: usize) {
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let last = LAST.load(Ordering::Relaxed);
+    if now >= last + 10 && LAST.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+        log::warn!("--limit-concurrency {limit} reached: answering 503 (counted in rsgi_requests_refused_total)");
+    }
+}
+
+/// At most 80 characters of a request target, for a log line. Cut on a character boundary: a
+/// target refused for its raw non-ASCII bytes is exactly what gets logged.
 fn truncate(uri: &http::Uri) -> String {
     let s = uri.to_string();
-    if s.len() > 80 {
-        format!("{}...", &s[..80])
-    } else {
-        s
+    match s.char_indices().nth(80) {
+        Some((cut, _)) => format!("{}...", s.get(..cut).unwrap_or_default()),
+        None => s,
     }
 }
 

@@ -85,7 +85,7 @@ impl WsConn {
 
     /// The next message for the app, if one is waiting.
     pub fn pop(&self) -> Option<Incoming> {
-        let m = self.state.lock().expect("ws state").inbox.pop_front();
+        let m = crate::sync::lock(&self.state).inbox.pop_front();
         if m.is_some() {
             self.room.notify_one();
         }
@@ -94,7 +94,7 @@ impl WsConn {
 
     /// Runs `hook` (once) when a message arrives. False if one is already waiting: pop it.
     pub fn on_message(&self, hook: Box<dyn FnOnce() + Send>) -> bool {
-        let mut st = self.state.lock().expect("ws state");
+        let mut st = crate::sync::lock(&self.state);
         if !st.inbox.is_empty() {
             return false;
         }
@@ -104,12 +104,12 @@ impl WsConn {
 
     /// True once the client side is closed (a `Closed` message is, or was, in the inbox).
     pub fn is_closed(&self) -> bool {
-        self.state.lock().expect("ws state").closed
+        crate::sync::lock(&self.state).closed
     }
 
     fn deliver(&self, m: Incoming) {
         let hook = {
-            let mut st = self.state.lock().expect("ws state");
+            let mut st = crate::sync::lock(&self.state);
             if st.closed {
                 return;
             }
@@ -123,7 +123,7 @@ impl WsConn {
     }
 
     fn has_room(&self) -> bool {
-        self.state.lock().expect("ws state").inbox.len() < INBOX_LIMIT
+        crate::sync::lock(&self.state).inbox.len() < INBOX_LIMIT
     }
 
     /// Tells the app the connection is gone without a handshake ever completing.
@@ -140,7 +140,7 @@ pub async fn pump(
     cfg: &ServerConfig,
     mut stop: watch::Receiver<Stop>,
 ) {
-    let Some(mut outbox) = conn.outbox.lock().expect("ws outbox").take() else {
+    let Some(mut outbox) = crate::sync::lock(&conn.outbox).take() else {
         return;
     };
     let io = match upgrade.await {

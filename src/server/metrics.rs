@@ -12,6 +12,7 @@
 //!   24, 25  requests in flight (gauge), connections open (gauge)
 //!   26, 27  connections accepted, websocket connections open (gauge)
 //!   28      websocket connections accepted
+//!   29..36  requests refused before the app, by `Refusal` (in its declaration order)
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -36,6 +37,43 @@ const CONNS_OPEN: usize = 25;
 const CONNS_TOTAL: usize = 26;
 const WS_OPEN: usize = 27;
 const WS_TOTAL: usize = 28;
+const REFUSED: usize = 29;
+
+/// Why a request was answered by the core without reaching the app. Counted, not logged one by
+/// one: a flood of bad requests must cost a few atomic adds, not a log line (and the GIL) each.
+/// python/rsgi/metrics.py names them in this order (`rsgi_requests_refused_total{reason}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// 400: malformed framing, target, Host or fields (hyper's parser's refusals too).
+    Malformed = 0,
+    /// 405: CONNECT.
+    Method,
+    /// 413: the body is larger than `--max-body-size`.
+    BodyTooLarge,
+    /// 414 or 431: the request line or the header fields are over their limits.
+    HeadTooLarge,
+    /// 501: a transfer coding other than chunked.
+    TransferCoding,
+    /// 408: the body did not arrive within the body timeout.
+    BodyTimeout,
+    /// 503: `--limit-concurrency` reached.
+    Overload,
+}
+
+impl Refusal {
+    /// The refusal behind one of the core's own error statuses.
+    pub fn of(status: http::StatusCode) -> Self {
+        match status.as_u16() {
+            405 => Self::Method,
+            413 => Self::BodyTooLarge,
+            414 | 431 => Self::HeadTooLarge,
+            501 => Self::TransferCoding,
+            408 => Self::BodyTimeout,
+            503 => Self::Overload,
+            _ => Self::Malformed,
+        }
+    }
+}
 
 impl Slot {
     fn metric(&self, index: usize) -> Option<&AtomicU64> {
@@ -85,6 +123,10 @@ impl Slot {
 
     pub fn websocket_closed(&self) {
         self.sub(WS_OPEN, 1);
+    }
+
+    pub fn refused(&self, why: Refusal) {
+        self.add(REFUSED + why as usize, 1);
     }
 
     fn response_done(&self, status: u16, took: Duration, sent: u64) {

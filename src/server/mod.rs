@@ -27,6 +27,8 @@ use shutdown::Stop;
 /// A running worker server. Dropping `done` (inside the serve task) tells app threads to exit.
 pub struct Server {
     runtime: Option<Runtime>,
+    /// Kept apart from `runtime` so it can be handed out after a shutdown (spawning then fails quietly).
+    handle: tokio::runtime::Handle,
     stop: watch::Sender<Stop>,
     done: crossbeam_channel::Receiver<()>,
     reopen: watch::Receiver<u64>,
@@ -63,7 +65,7 @@ impl Server {
             queue.stopped();
             drop(done_tx);
         });
-        Ok(Self { runtime: Some(runtime), stop, done, reopen })
+        Ok(Self { handle: runtime.handle().clone(), runtime: Some(runtime), stop, done, reopen })
     }
 
     /// Changes on each SIGUSR1: the access log reopens itself; the bridge reopens Python's
@@ -84,7 +86,7 @@ impl Server {
 
     /// A handle for spawning on the runtime from other threads (the ASGI loop's send tasks).
     pub fn handle(&self) -> tokio::runtime::Handle {
-        self.runtime.as_ref().expect("runtime running").handle().clone()
+        self.handle.clone()
     }
 
     /// Stops the runtime; call after the app threads have returned.
@@ -168,7 +170,10 @@ async fn accept_loop(
 ) {
     loop {
         let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return, // never closed: the semaphore lives as long as this loop
+            },
             _ = stop.wait_for(|s| *s != Stop::Running) => return,
         };
         let accepted = tokio::select! {

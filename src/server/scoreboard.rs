@@ -63,7 +63,7 @@ impl Slot {
         let Some(since) = self.word(entry) else { return };
         let mut buf = Truncating { buf: [0; LINE], len: 0 };
         let _ = std::fmt::Write::write_fmt(&mut buf, line);
-        for (i, b) in buf.buf[..buf.len].iter().enumerate() {
+        for (i, b) in buf.buf.iter().take(buf.len).enumerate() {
             // SAFETY: inside this thread's entry; single writer (this thread).
             unsafe { AtomicU8::from_ptr((self.base + entry + 9 + i) as *mut u8) }.store(*b, Ordering::Relaxed);
         }
@@ -94,8 +94,10 @@ struct Truncating {
 impl std::fmt::Write for Truncating {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
         let n = s.len().min(LINE - self.len);
-        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
-        self.len += n;
+        if let (Some(to), Some(from)) = (self.buf.get_mut(self.len..self.len + n), s.as_bytes().get(..n)) {
+            to.copy_from_slice(from);
+            self.len += n;
+        }
         Ok(())
     }
 }

@@ -83,13 +83,13 @@ impl AssetCache {
     /// The asset for URL `path` (`rest` is its part after the mount prefix), from memory when
     /// looked up less than `TTL` ago.
     pub fn get(&self, path: &str, root: &Path, rest: &str) -> Option<Arc<Asset>> {
-        if let Some((at, asset)) = self.inner.lock().expect("static cache").map.get(path) {
+        if let Some((at, asset)) = crate::sync::lock(&self.inner).map.get(path) {
             if at.elapsed() < TTL {
                 return Some(asset.clone());
             }
         }
         let asset = Arc::new(Asset::load(root, rest)?);
-        let mut entries = self.inner.lock().expect("static cache");
+        let mut entries = crate::sync::lock(&self.inner);
         let size = asset.bytes();
         if entries.map.len() >= MAX_ENTRIES || entries.bytes + size > BUDGET {
             entries.map.clear();

@@ -15,6 +15,7 @@ use http_range_header::RangeUnsatisfiableError;
 
 use super::cache::{Asset, Variant};
 use crate::http::body::ResponseBody;
+use crate::http::response;
 
 /// How a file may be cached.
 pub struct Caching {
@@ -25,7 +26,10 @@ pub struct Caching {
 /// Builds the response for `asset` (resolved and checked to be inside its root). `head` drops
 /// the body but keeps every header.
 pub fn respond(asset: &Asset, req: &HeaderMap, head: bool, caching: &Caching) -> Response<ResponseBody> {
-    let (identity, siblings) = asset.variants.split_first().expect("the identity variant");
+    let Some((identity, siblings)) = asset.variants.split_first() else {
+        // `Asset`s are built with their identity variant first; an empty one is a bug, not a panic.
+        return response::plain(StatusCode::NOT_FOUND, false);
+    };
     let path = identity.path.as_path();
     // Ranges always refer to the identity bytes, so a Range request is never served compressed.
     let variant = if req.contains_key(RANGE) { None } else { pick_encoding(siblings, req.get(ACCEPT_ENCODING)) }
@@ -57,12 +61,12 @@ pub fn respond(asset: &Asset, req: &HeaderMap, head: bool, caching: &Caching) ->
         Ranged::Full => (StatusCode::OK, 0, len),
         Ranged::Part(start, end) => {
             let v = format!("bytes {start}-{end}/{len}");
-            headers.insert(CONTENT_RANGE, HeaderValue::from_str(&v).expect("ascii"));
+            headers.insert(CONTENT_RANGE, ascii(v));
             (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
         }
         Ranged::Unsatisfiable => {
             let v = format!("bytes */{len}");
-            headers.insert(CONTENT_RANGE, HeaderValue::from_str(&v).expect("ascii"));
+            headers.insert(CONTENT_RANGE, ascii(v));
             headers.remove(CONTENT_TYPE);
             headers.insert(CONTENT_LENGTH, HeaderValue::from(0));
             return build(StatusCode::RANGE_NOT_SATISFIABLE, headers, ResponseBody::empty());
@@ -164,11 +168,11 @@ fn etag(meta: &Metadata, encoding: Option<&str>) -> HeaderValue {
         Some(enc) => format!("\"{nanos:x}-{:x}-{enc}\"", meta.len()),
         None => format!("\"{nanos:x}-{:x}\"", meta.len()),
     };
-    HeaderValue::from_str(&v).expect("ascii")
+    ascii(v)
 }
 
 fn http_date(t: SystemTime) -> HeaderValue {
-    HeaderValue::from_str(&httpdate::fmt_http_date(t)).expect("ascii")
+    ascii(httpdate::fmt_http_date(t))
 }
 
 /// RFC 9110 §13.2.2: If-None-Match wins over If-Modified-Since.
@@ -221,8 +225,10 @@ fn range(req: &HeaderMap, etag: &HeaderValue, modified: Option<SystemTime>, len:
         Err(_) => return Ranged::Full,
     };
     match parsed.validate(len) {
-        Ok(ranges) if ranges.len() == 1 => Ranged::Part(*ranges[0].start(), *ranges[0].end()),
-        Ok(_) => Ranged::Full,
+        Ok(ranges) => match ranges.as_slice() {
+            [one] => Ranged::Part(*one.start(), *one.end()),
+            _ => Ranged::Full,
+        },
         Err(RangeUnsatisfiableError::Unsatisfiable) => Ranged::Unsatisfiable,
         Err(_) => Ranged::Full,
     }
@@ -234,7 +240,14 @@ fn cache_control(path: &Path, caching: &Caching) -> HeaderValue {
     if is_hashed(path.file_name().and_then(|n| n.to_str()).unwrap_or("")) {
         return HeaderValue::from_static("public, max-age=31536000, immutable");
     }
-    HeaderValue::from_str(&format!("public, max-age={}", caching.max_age)).expect("ascii")
+    ascii(format!("public, max-age={}", caching.max_age))
+}
+
+/// A header value from text this module formats itself: digits, ASCII letters, punctuation and
+/// HTTP dates, never a control byte, so `from_str` cannot fail; the empty value only satisfies
+/// the type.
+fn ascii(v: String) -> HeaderValue {
+    HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 fn is_hashed(name: &str) -> bool {

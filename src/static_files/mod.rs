@@ -63,7 +63,7 @@ impl StaticFiles {
     /// from here, as with nginx's `location /static/`, so scanners never reach a Python thread.
     pub fn respond<B>(&self, req: &Request<B>) -> Option<Response<ResponseBody>> {
         let path = req.uri().path();
-        let mount = self.mounts.iter().find(|m| path.starts_with(&m.prefix))?;
+        let (mount, rel) = self.mounts.iter().find_map(|m| Some((m, path.strip_prefix(m.prefix.as_str())?)))?;
         let head = match *req.method() {
             Method::GET => false,
             Method::HEAD => true,
@@ -73,7 +73,7 @@ impl StaticFiles {
                 return Some(resp);
             }
         };
-        let Some(asset) = self.cache.get(path, &mount.root, &path[mount.prefix.len()..]) else {
+        let Some(asset) = self.cache.get(path, &mount.root, rel) else {
             return Some(response::plain(StatusCode::NOT_FOUND, false));
         };
         Some(file::respond(&asset, req.headers(), head, &Caching { max_age: self.max_age }))

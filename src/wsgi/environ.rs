@@ -145,7 +145,7 @@ impl EnvironBuilder {
 /// outside the prefix is passed whole (the app decides; Django answers 404).
 fn path_info<'a>(decoded: &'a [u8], root_path: &str) -> &'a [u8] {
     match decoded.strip_prefix(root_path.as_bytes()) {
-        Some(rest) if !root_path.is_empty() && (rest.is_empty() || rest[0] == b'/') => rest,
+        Some(rest) if !root_path.is_empty() && (rest.is_empty() || rest.starts_with(b"/")) => rest,
         _ => decoded,
     }
 }

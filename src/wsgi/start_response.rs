@@ -73,10 +73,12 @@ fn parse_status(status: &Bound<'_, PyAny>) -> PyResult<StatusCode> {
     let s = s.to_cow()?;
     let b = s.as_bytes();
     // "200 OK": three digits, then a space and a reason phrase (hyper sends the canonical one).
-    if b.len() < 3 || (b.len() > 3 && b[3] != b' ') {
-        return Err(PyValueError::new_err(format!("invalid WSGI status {s:?}")));
+    let invalid = || PyValueError::new_err(format!("invalid WSGI status {s:?}"));
+    let (code, rest) = b.split_at_checked(3).ok_or_else(invalid)?;
+    if !(rest.is_empty() || rest.starts_with(b" ")) {
+        return Err(invalid());
     }
-    StatusCode::from_bytes(&b[..3]).map_err(|_| PyValueError::new_err(format!("invalid WSGI status {s:?}")))
+    StatusCode::from_bytes(code).map_err(|_| invalid())
 }
 
 fn parse_headers(headers: &Bound<'_, PyAny>) -> PyResult<HeaderMap> {

@@ -119,6 +119,21 @@ def slow(environ, start_response):
     return [b"slept %.1f" % seconds]
 
 
+def spin(environ, start_response):
+    """Keeps the GIL busy in pure Python for ?SECONDS (0 answers at once), or until the file named
+    by the X-Stop-File header exists (looked for every 65,536 turns, about every 10 ms)."""
+    seconds = float(environ.get("QUERY_STRING") or 0)
+    stop_file = environ.get("HTTP_X_STOP_FILE", "")
+    deadline = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < deadline:
+        n += 1
+        if stop_file and n % 65536 == 0 and os.path.exists(stop_file):
+            break
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"spun %d" % n]
+
+
 def pid(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [str(os.getpid()).encode()]

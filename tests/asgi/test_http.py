@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import socket
+import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -336,16 +337,32 @@ def test_header_with_crlf_is_a_500_never_injected(serve) -> None:
 # -- http.disconnect ----------------------------------------------------------------------------------
 
 
-def test_client_closing_mid_request_wakes_receive_with_disconnect(serve, tmp_path: Path) -> None:
+def test_client_resetting_mid_request_wakes_receive_with_disconnect(serve, tmp_path: Path) -> None:
+    """A client that aborts its connection (RST) is gone: receive() says so at once. (A FIN alone
+    is a half-close the response is still owed to; see the next test.)"""
     marker = tmp_path / "marker.txt"
     server = serve("apps.asgi_extra:wait_disconnect", env={"RSGI_TEST_MARKER": str(marker)}, ready_path="/ready")
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
         s.sendall(b"POST /wait HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nhello")
         # The app has read the body and now waits in receive() with no response sent.
         wait_for(lambda: marker_lines(marker) == ["body 5"], what="the app to read the body")
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close() sends RST
     wait_for(lambda: "http.disconnect" in marker_lines(marker), timeout=5, what="http.disconnect")
     assert marker_lines(marker) == ["body 5", "http.disconnect"]
     assert httpx.get(server.url + "/ready", timeout=5).status_code == 200
+
+
+def test_half_closed_request_is_answered(serve) -> None:
+    """RFC 9112 9.6: a client may shut down its write side after the request and read the answer."""
+    server = serve("apps.asgi_basic:echo_scope")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        s.sendall(b"POST /half HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nhello")
+        s.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n"), data
+    assert b'"/half"' in data
 
 
 def test_receive_after_a_complete_response_is_disconnect(serve, tmp_path: Path) -> None:

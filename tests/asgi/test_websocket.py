@@ -142,6 +142,25 @@ def test_no_subprotocol_header_when_none_offered(ws_server: Server) -> None:
         assert "sec-websocket-protocol" not in ws.response.headers
 
 
+def test_non_ascii_subprotocols_are_not_a_crash(ws_server: Server) -> None:
+    """Granian CVE-2026-42544: raw non-ASCII bytes in Sec-WebSocket-Protocol hit an unwrap and
+    aborted the worker. Here such a list reaches the app as no subprotocols at all."""
+    key = base64.b64encode(os.urandom(16))
+    with socket.create_connection(("127.0.0.1", ws_server.port), timeout=5) as s:
+        s.sendall(
+            b"GET /echo HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + key + b"\r\n"
+            b"Sec-WebSocket-Protocol: chat.v2, caf\xc3\xa9, \xff\xfe\r\n\r\n"
+        )
+        head = s.recv(4096)
+    assert head.startswith(b"HTTP/1.1 101 "), head
+    assert b"sec-websocket-protocol" not in head.lower()
+    assert "panicked" not in ws_server.log()
+    with ws_connect(ws_url(ws_server, "/echo")) as ws:  # the worker is still there
+        ws.send("still here")
+        assert ws.recv(timeout=5) == "still here"
+
+
 def test_server_initiated_close_code_and_reason(ws_server: Server, marker: Path) -> None:
     with ws_connect(ws_url(ws_server, "/echo", marker)) as ws:
         ws.send("close 7")

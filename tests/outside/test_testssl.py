@@ -28,6 +28,18 @@ from test_tls import wait_https
 pytestmark = pytest.mark.timeout(300)
 
 SELECTION = ["-p", "-e", "-f", "-P", "-S", "-U"]
+
+
+def client_race(finding: dict) -> bool:
+    """testssl checks ticket resumption with `openssl s_client -sess_out F </dev/null`, then
+    `-sess_in F`. A TLS 1.3 server can send its session ticket only after the client's Finished,
+    and s_client quits at the end of its stdin, sometimes before the ticket arrives: then F is
+    never written, the second s_client fails to start, and testssl reports "check failed because
+    of connect problem" (measured by hand: 4 of 60 such pairs). That says nothing about the server;
+    every other check that fails to connect still fails the test."""
+    return finding["id"].startswith("sessionresumption_") and "connect problem" in finding["finding"]
+
+
 BELOW_TLS_1_2 = ("SSLv2", "SSLv3", "TLS1", "TLS1_1")
 
 # HIGH findings that judge the throwaway certificate, not rsgi. Everything else HIGH or CRITICAL
@@ -65,7 +77,9 @@ def test_testssl(serve: StartServer, tmp_path: Path) -> None:
         if f["severity"] not in ("INFO", "OK"):
             print(f"  {f['severity']:8} {f['id']}: {f['finding']}")
 
-    problems = [f for f in findings if f["severity"] in ("WARN", "FATAL") or f["id"] == "scanProblem"]
+    problems = [
+        f for f in findings if (f["severity"] in ("WARN", "FATAL") or f["id"] == "scanProblem") and not client_race(f)
+    ]
     assert not problems, f"the scan had problems:\n{done.stdout[-4000:]}\n{problems}"
     # The selection ran: one finding of each part.
     for part in ("TLS1_2", "cipher_order", "cert_chain_of_trust", "heartbleed", "BREACH"):

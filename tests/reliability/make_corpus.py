@@ -910,6 +910,14 @@ bad(
     "RFC 9112 3.2: raw UTF-8 is not a valid request-target: 400 (or a 301 to the encoded form), never served",
     [400, 301],
 )
+bad(
+    264,
+    "raw-utf8-across-byte-80",
+    req(b"GET /" + b"a" * 78 + b"\xc3\xa9 HTTP/1.1"),
+    "RFC 9112 3.2: raw UTF-8 in a target is refused; here a character straddles byte 80, where the core once "
+    "cut the target for its log line and panicked",
+    [400, 301],
+)
 case(
     179,
     "fragment-in-target",
