@@ -42,11 +42,12 @@ wheel:  ## build the portable wheel (abi3, manylinux2014) and the sdist into dis
 
 test: install lint test-rust test-python  ## the whole suite: build, lint, Rust tests, pytest
 
-lint:  ## rustfmt, clippy (warnings are errors), ruff, and the GIL-boundary check
+lint:  ## rustfmt, clippy (warnings are errors), ruff, the _rsgi.pyi stub (stubtest), and the GIL-boundary check
 	cargo fmt --check
 	cargo clippy --all-targets --quiet -- -D warnings
 	$(PY) -m ruff check python tests bench examples
 	$(PY) -m ruff format --check python tests bench examples
+	$(PY) -m mypy.stubtest rsgi._rsgi  # python/rsgi/_rsgi.pyi against the installed extension
 	@# Only src/bridge/ may release or wait for the GIL (see src/bridge/mod.rs).
 	@! grep -rnE '\.detach\(|Python::attach|allow_threads' src --include=*.rs | grep -v '^src/bridge/'
 

@@ -1,32 +1,29 @@
-"""Stub of the compiled core (src/lib.rs)."""
+"""Stub of the compiled core (src/lib.rs): every name `#[pymodule]` exports, checked against the
+built extension by `python -m mypy.stubtest rsgi._rsgi` in `make lint`. PyO3 classes cannot be
+subclassed (`@final`) and are built by `__new__` (`#[new]`)."""
 
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Generator, Iterator
+from typing import Any
+
+from typing_extensions import Self, final
+
+from rsgi.config import CoreConfig
+
+__all__ = [
+    "AsgiBridge",
+    "Done",
+    "FileWrapper",
+    "HttpProtocol",
+    "Ready",
+    "StartResponse",
+    "WebSocketProtocol",
+    "Worker",
+    "__version__",
+    "flush_logs",
+    "forward_logs",
+]
 
 __version__: str
-
-class _ServerConfig(Protocol):
-    """What the core reads from `rsgi.config.Config` (src/config.rs)."""
-
-    runtime_threads: int
-    keepalive: float
-    body_timeout: float
-    graceful_timeout: float
-    max_body_size: int
-    body_spool_threshold: int
-    limit_request_line: int
-    limit_request_fields: int
-    limit_request_field_size: int
-    max_connections: int
-    server_header: bool
-    date_header: bool
-    ws_max_size: int
-    ws_ping_interval: float
-    ws_ping_timeout: float
-    limit_concurrency: int
-    access_log_format: str
-    root_path: str
-    def access_log_target(self) -> str | None: ...
 
 def forward_logs() -> None:
     """Hands the core's log records to `logging` as they come; runs until the process exits."""
@@ -34,8 +31,12 @@ def forward_logs() -> None:
 def flush_logs() -> None:
     """Hands every queued log record of the core to `logging` now."""
 
+@final
 class Worker:
-    def __init__(self, config: _ServerConfig, fds: list[int], interface: str = "wsgi", slot: int = 0) -> None: ...
+    """One worker's core: takes `Config.core()` (a `CoreConfig`), the inherited listening fds,
+    "wsgi", "asgi" or "dual", and the address of its scoreboard slot (0: none)."""
+
+    def __new__(cls, config: CoreConfig, fds: list[int], interface: str = "wsgi", slot: int = 0) -> Self: ...
     def run_wsgi(self, app: Any, base_environ: dict[str, Any], thread: int = 0) -> None: ...
     def asgi_bridge(
         self,
@@ -48,35 +49,60 @@ class Worker:
     def stop(self, fast: bool = False) -> None: ...
     def shutdown(self) -> None: ...
 
+@final
 class AsgiBridge:
     def fileno(self) -> int: ...
     def on_wake(self) -> None: ...
     def heartbeat(self) -> None: ...
 
+@final
 class HttpProtocol:
     def receive(self) -> Awaitable[dict[str, Any]]: ...
     def send(self, message: dict[str, Any]) -> Awaitable[None]: ...
     def complete(self, exc: BaseException | None = None) -> None: ...
 
+@final
 class WebSocketProtocol:
     def receive(self) -> Awaitable[dict[str, Any]]: ...
     def send(self, message: dict[str, Any]) -> Awaitable[None]: ...
     def complete(self, exc: BaseException | None = None) -> None: ...
 
+@final
 class Ready:
-    def __await__(self) -> Iterator[Any]: ...
+    """An awaitable already complete with a value."""
 
+    def __await__(self) -> Generator[Any, Any, Any]: ...
+    def __iter__(self) -> Self: ...
+    def __next__(self) -> Any: ...
+    def send(self, _value: Any) -> Any: ...
+    def throw(self, *_args: Any) -> Any: ...
+    def close(self) -> None: ...
+
+@final
 class Done:
-    def __await__(self) -> Iterator[None]: ...
+    """An awaitable already complete with None."""
 
+    def __await__(self) -> Generator[Any, Any]: ...
+    def __iter__(self) -> Self: ...
+    def __next__(self) -> Any: ...
+    def send(self, _value: Any) -> Any: ...
+    def throw(self, *_args: Any) -> Any: ...
+    def close(self) -> None: ...
+
+@final
 class FileWrapper:
-    filelike: Any
-    blksize: int
-    def __init__(self, filelike: Any, blksize: int = 8192) -> None: ...
+    """`wsgi.file_wrapper`: the core sends a real file's descriptor itself."""
+
+    def __new__(cls, filelike: Any, blksize: int = 8192) -> Self: ...
+    @property
+    def filelike(self) -> Any: ...
+    @property
+    def blksize(self) -> int: ...
     def __iter__(self) -> Iterator[bytes]: ...
     def __next__(self) -> bytes: ...
     def close(self) -> None: ...
 
+@final
 class StartResponse:
     def __call__(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any: ...
     def write(self, data: bytes) -> None: ...

@@ -100,7 +100,7 @@ def serve(cfg: Config, sockets: list[socket.socket], app: Any, slot: int = 0, ws
     try:
         if not loop.run_until_complete(lifespan.startup()):
             return False
-        worker = Worker(cfg, [s.fileno() for s in sockets], "dual" if wsgi else "asgi", slot)
+        worker = Worker(cfg.core(), [s.fileno() for s in sockets], "dual" if wsgi else "asgi", slot)
         for s in sockets:
             s.close()
         # Scoreboard entry 0 is the loop's heartbeat; WSGI threads use 1..threads.

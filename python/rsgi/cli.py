@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import __version__
-from .config import FIELDS, Config, ConfigError, build, env_names, parse_value
+from .config import FIELDS, Config, ConfigError, build, core_items, env_names, parse_value
 
 SUPPRESS = argparse.SUPPRESS
 
@@ -23,7 +23,11 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("app", nargs="?", metavar="APP", help="module:attribute, e.g. mysite.wsgi:application")
     p.add_argument("--version", action="version", version=f"rsgi {__version__}")
-    p.add_argument("--check-config", action="store_true", help="Print the effective settings and exit.")
+    p.add_argument(
+        "--check-config",
+        action="store_true",
+        help="Print the effective settings, then the core view (core.*: what the Rust core will use), and exit.",
+    )
     for f in FIELDS.values():
         flags = f.metadata["flags"]
         if not flags:
@@ -86,6 +90,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def print_config(cfg: Config) -> None:
-    for f in dataclasses.fields(cfg):
-        print(f"{f.name:<26} = {getattr(cfg, f.name)!r}")
-    print(f"{'(listening on)':<26} = {cfg.binds()!r}")
+    """One `name = value` line per setting (values as Python literals), the addresses, then the core
+    view as `core.name = value` (a --static-django mount joins it when a worker has loaded Django)."""
+    lines = [(name, getattr(cfg, name)) for name in FIELDS]
+    lines.append(("(listening on)", cfg.binds()))
+    lines += [(f"core.{name}", value) for name, value in core_items(cfg.core())]
+    width = max(len(name) for name, _ in lines)
+    for name, value in lines:
+        print(f"{name:<{width}} = {value!r}")

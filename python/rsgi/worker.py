@@ -148,7 +148,6 @@ def run(cfg: Config, sockets: list[socket.socket], app: Any, parent: int, slot: 
         except BaseException:
             log.exception("the app failed to import")
             return EXIT_BOOT_ERROR
-    cfg = dataclasses.replace(cfg, runtime_threads=cfg.resolved_runtime_threads())
     try:
         cfg = with_django_static(cfg)
     except ValueError as e:
@@ -171,7 +170,7 @@ def run(cfg: Config, sockets: list[socket.socket], app: Any, parent: int, slot: 
         return EXIT_OK if asgi.serve(cfg, sockets, app, slot) else EXIT_BOOT_ERROR
 
     try:
-        worker = Worker(cfg, [s.fileno() for s in sockets], "wsgi", slot)
+        worker = Worker(cfg.core(), [s.fileno() for s in sockets], "wsgi", slot)
     except Exception:
         log.exception("the worker could not start serving")
         return EXIT_BOOT_ERROR

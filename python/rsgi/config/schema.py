@@ -1,9 +1,10 @@
-"""One `Config` for every way rsgi is configured.
+"""The settings: one frozen `Config` dataclass, each field declared with `setting()`.
 
 Each field carries its default, help text, command-line flags (with the gunicorn and uvicorn
 spellings as aliases), the environment variable that sets it (``RSGI_<FIELD>``, plus the
 conventional ``PORT`` and ``WEB_CONCURRENCY``) and the name it has in a gunicorn-style Python
-config file. Precedence, lowest first: defaults < config file < environment < flags.
+config file. Where values come from is `sources`; what the Rust core gets is `Config.core()`
+(computed by `core`, which never imports this module at run time).
 
 Plain values only: nothing here imports the app, so tests can build a Config without Django.
 """
@@ -12,10 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import runpy
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from functools import cached_property
+from typing import Any
+
+from .core import CoreConfig, core_view
+from .errors import ConfigError
 
 MIB = 1024 * 1024
 
@@ -48,21 +52,8 @@ def setting(
     return field(default=default, metadata=meta)
 
 
-# gunicorn server hooks: functions in a config file that rsgi does not call (yet).
-GUNICORN_HOOKS = frozenset(
-    {
-        *("on_starting", "on_reload", "when_ready", "pre_fork", "post_fork", "post_worker_init", "worker_int"),
-        *("worker_abort", "pre_exec", "pre_request", "post_request", "child_exit", "worker_exit"),
-        *("nworkers_changed", "on_exit", "ssl_context"),
-    }
-)
-
-
-@dataclass
+@dataclass(frozen=True)
 class Config:
-    # Names of the settings given explicitly (config file, environment or flags), set by build().
-    explicit: ClassVar[frozenset[str]] = frozenset()
-
     app: str = setting("", "The application, as module:attribute (e.g. mysite.wsgi:application).", env=("APP",))
     config: str = setting("", "Python config file (gunicorn.conf.py style).", ("-c", "--config"))
 
@@ -377,6 +368,10 @@ class Config:
         "", "Not supported: decrypt the key file first.", ("--ssl-keyfile-password",), pending=True
     )
 
+    # Not a setting: the names of the settings given explicitly (config file, environment or flags),
+    # filled in by `sources.build`. Kept out of FIELDS, the flags and comparisons.
+    explicit: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+
     # -- derived ---------------------------------------------------------------------------
 
     def binds(self) -> list[str]:
@@ -464,13 +459,18 @@ class Config:
             if not os.path.isdir(os.path.join(self.chdir, directory)):
                 raise ConfigError(f"static {item!r}: {directory!r} is not a directory")
 
+    def core(self) -> CoreConfig:
+        """The frozen, normalised view the Rust core takes (`Worker(cfg.core(), ...)`), computed once
+        per Config. Raises ConfigError for a value the core cannot use (`build` calls it)."""
+        return self._core
+
+    @cached_property
+    def _core(self) -> CoreConfig:
+        return core_view(self)
+
     def pending_settings(self) -> list[str]:
         """Settings given explicitly that this release accepts but does not act on."""
         return [f.name for f in dataclasses.fields(self) if f.metadata.get("pending") and f.name in self.explicit]
-
-
-class ConfigError(ValueError):
-    """A setting has a value rsgi cannot use."""
 
 
 def check_address(address: str) -> None:
@@ -497,100 +497,6 @@ def check_address(address: str) -> None:
         raise ConfigError(f"bind {address!r}: port must be a number from 0 to 65535")
 
 
-FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(Config)}
-
-
-def parse_value(f: dataclasses.Field[Any], raw: Any) -> Any:
-    """Convert a string (env, flag) or a Python value (config file) to the field's type."""
-    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-    try:
-        if kind.startswith("list"):
-            if isinstance(raw, str):
-                return [p.strip() for p in raw.replace(",", " ").split() if p.strip()]
-            return [str(x) for x in raw]
-        if kind == "bool":
-            if isinstance(raw, bool):
-                return raw
-            value = str(raw).strip().lower()
-            if value in ("1", "true", "yes", "on"):
-                return True
-            if value in ("0", "false", "no", "off", ""):
-                return False
-            raise ValueError(raw)
-        if kind == "int":
-            return int(raw)
-        if kind == "float":
-            return float(raw)
-        value = str(raw)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{f.name}: cannot use {raw!r}") from None
-    choices = f.metadata.get("choices")
-    if choices and value.lower() not in choices:
-        raise ConfigError(f"{f.name}: {raw!r} is not one of {', '.join(choices)}")
-    return value.lower() if choices else value
-
-
-def env_names(f: dataclasses.Field[Any]) -> tuple[str, ...]:
-    return (f"RSGI_{f.name.upper()}", *f.metadata["env"])
-
-
-def from_env(environ: Mapping[str, str]) -> dict[str, Any]:
-    """Settings given through the environment. ``RSGI_*`` wins over the conventional names."""
-    out: dict[str, Any] = {}
-    for f in FIELDS.values():
-        for name in reversed(env_names(f)):
-            if environ.get(name):
-                out[f.name] = parse_value(f, environ[name])
-    return out
-
-
-def from_file(path: str, warn: Callable[[str], None]) -> dict[str, Any]:
-    """Settings from a Python config file; gunicorn.conf.py names are understood."""
-    if not os.path.isfile(path):
-        raise ConfigError(f"config file {path!r} not found")
-    try:
-        namespace = runpy.run_path(path)
-    except Exception as e:
-        raise ConfigError(f"config file {path!r} failed to run: {type(e).__name__}: {e}") from e
-    by_conf = {alias: f for f in FIELDS.values() for alias in (f.name, *f.metadata["conf"])}
-    out: dict[str, Any] = {}
-    for key, value in namespace.items():
-        if key in GUNICORN_HOOKS and callable(value):
-            warn(f"config file {path}: server hook {key}() is not supported by rsgi and is not called")
-            continue
-        if key.startswith("_") or callable(value) or isinstance(value, type(os)):
-            continue
-        f = by_conf.get(key)
-        if f is None:
-            warn(f"config file {path}: setting {key!r} is not supported by rsgi and is ignored")
-            continue
-        out[f.name] = parse_value(f, value)
-    return out
-
-
-def build(
-    flags: Mapping[str, Any], environ: Mapping[str, str] | None = None, warn: Callable[[str], None] = lambda _m: None
-) -> Config:
-    """Defaults < config file < environment < flags, validated once."""
-    environ = os.environ if environ is None else environ
-    env = from_env(environ)
-    path = flags.get("config") or env.get("config") or ""
-    values: dict[str, Any] = {}
-    if path:
-        values.update(from_file(path, warn))
-    values.update(env)
-    values.update(flags)
-    # gunicorn's rule: PORT gives the default address only when no address was set anywhere.
-    addresses = ("bind", "host", "port", "uds", "fd")
-    if environ.get("PORT") and not any(values.get(k) not in (None, "", 0, -1, []) for k in addresses):
-        values["bind"] = [f"0.0.0.0:{environ['PORT']}"]
-    if values.get("django"):
-        project = values["django"]
-        if not values.get("app"):
-            values["app"] = f"{project}.asgi:application"
-        if not values.get("wsgi"):
-            values["wsgi"] = f"{project}.wsgi:application"
-    cfg = Config(**values)
-    cfg.explicit = frozenset(values)
-    cfg.validate()
-    return cfg
+# The settings (every field but `explicit`), by name: what the flags, the environment and config
+# files can set, and what `--check-config` prints.
+FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(Config) if "help" in f.metadata}

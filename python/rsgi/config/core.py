@@ -1,0 +1,145 @@
+"""The core view: the part of a `Config` the Rust core uses, normalised once, frozen.
+
+`cfg.core()` (this module's `core_view`) is the only thing that crosses into Rust (`Worker(cfg.core(),
+...)`); the Rust
+side reads these attributes by name (`#[derive(FromPyObject)]` in src/config.rs) and derives
+nothing: every default, alias and range is settled here, so `rsgi --check-config` prints exactly
+what the core will use. What Rust still parses itself is the trusted-proxy list (into networks).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:  # schema imports this module; only its type is needed here
+    from .schema import Config
+
+# gunicorn's default access log format; the core uses it when --access-logformat is not given.
+DEFAULT_ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
+
+# --http spellings: uvicorn's h11/httptools mean HTTP/1.1 only.
+HTTP_VERSIONS = {"1": "1", "h11": "1", "httptools": "1", "2": "2", "auto": "auto"}
+
+U32_MAX = 2**32 - 1
+U64_MAX = 2**64 - 1
+
+
+@dataclass(frozen=True)
+class TlsCore:
+    """TLS on every listener (rustls): the PEM files and whether client certificates are asked for."""
+
+    certfile: str
+    keyfile: str  # empty: the key is read from certfile
+    ca_certs: str  # empty: no client certificates are checked
+    cert_reqs: int  # 0 not asked for, 1 optional, 2 required
+
+
+@dataclass(frozen=True)
+class CoreConfig:
+    """What the Rust core reads (src/config.rs); durations in seconds, sizes in bytes."""
+
+    runtime_threads: int  # tokio I/O threads per worker, resolved (>= 1)
+    keepalive: float
+    body_timeout: float
+    graceful_timeout: float
+    max_body_size: int
+    body_spool_threshold: int
+    limit_request_line: int
+    limit_request_fields: int
+    limit_request_field_size: int
+    max_connections: int  # >= 1
+    server_header: bool
+    date_header: bool
+    websockets: bool  # False with --ws none
+    ws_max_size: int
+    ws_ping_interval: float  # >= 0.001
+    ws_ping_timeout: float
+    access_log: str | None  # "-" (stdout), a file, or None (off)
+    access_log_format: str  # never empty
+    limit_concurrency: int | None  # None: no limit
+    root_path: str  # no trailing "/"
+    static_mounts: tuple[tuple[str, str], ...]  # (URL prefix, directory)
+    static_max_age: int
+    trusted_proxies: str | None  # --forwarded-allow-ips as given (Rust parses it); None: proxy headers off
+    health_path: str  # empty: off
+    http: str  # "1", "2" or "auto"
+    h2_max_concurrent_streams: int
+    tls: TlsCore | None  # None: cleartext
+    asgi_paths: tuple[str, ...]  # each ending in "/"
+
+
+def core_view(cfg: Config) -> CoreConfig:
+    """The normalised core view of `cfg`. Raises ConfigError for a value the core cannot use.
+
+    Through `Config.core()`: once by `sources.build` (so a bad value is a config error at startup,
+    exit 2), again in a worker whose `--static-django` mount made a new Config."""
+    http = HTTP_VERSIONS.get(cfg.http.lower())
+    if http is None:
+        raise ConfigError(f"http: {cfg.http!r} is not one of {', '.join(HTTP_VERSIONS)}")
+    limit_concurrency = _count(cfg, "limit_concurrency")
+    return CoreConfig(
+        runtime_threads=max(1, cfg.resolved_runtime_threads()),
+        keepalive=_seconds(cfg, "keepalive"),
+        body_timeout=_seconds(cfg, "body_timeout"),
+        graceful_timeout=_seconds(cfg, "graceful_timeout"),
+        max_body_size=_count(cfg, "max_body_size"),
+        body_spool_threshold=_count(cfg, "body_spool_threshold"),
+        limit_request_line=_count(cfg, "limit_request_line"),
+        limit_request_fields=_count(cfg, "limit_request_fields"),
+        limit_request_field_size=_count(cfg, "limit_request_field_size"),
+        max_connections=max(1, _count(cfg, "max_connections")),
+        server_header=bool(cfg.server_header),
+        date_header=bool(cfg.date_header),
+        websockets=cfg.ws.lower() != "none",
+        ws_max_size=_count(cfg, "ws_max_size"),
+        ws_ping_interval=max(0.001, _seconds(cfg, "ws_ping_interval")),
+        ws_ping_timeout=_seconds(cfg, "ws_ping_timeout"),
+        access_log=cfg.access_log_target(),
+        access_log_format=cfg.access_log_format or DEFAULT_ACCESS_LOG_FORMAT,
+        limit_concurrency=limit_concurrency or None,
+        root_path=cfg.root_path.rstrip("/"),
+        static_mounts=tuple(cfg.static_mounts()),
+        static_max_age=_count(cfg, "static_max_age"),
+        trusted_proxies=cfg.forwarded_allow_ips if cfg.proxy_headers else None,
+        health_path=cfg.health_path,
+        http=http,
+        h2_max_concurrent_streams=_count(cfg, "h2_max_concurrent_streams", U32_MAX),
+        tls=_tls(cfg),
+        asgi_paths=tuple(p if p.endswith("/") else f"{p}/" for p in cfg.asgi_path),
+    )
+
+
+def core_items(core: CoreConfig) -> list[tuple[str, object]]:
+    """(name, value) pairs of the core view as plain Python values (TLS as a dict), for printing."""
+    return list(dataclasses.asdict(core).items())
+
+
+def _seconds(cfg: Config, name: str) -> float:
+    """A duration: finite; a negative one means 0, as it always has."""
+    value = float(getattr(cfg, name))
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number of seconds")
+    return max(0.0, value)
+
+
+def _count(cfg: Config, name: str, most: int = U64_MAX) -> int:
+    """A size or count the core keeps as an unsigned integer."""
+    value = int(getattr(cfg, name))
+    if value < 0:
+        raise ConfigError(f"{name} must be 0 or more")
+    if value > most:
+        raise ConfigError(f"{name} must be at most {most}")
+    return value
+
+
+def _tls(cfg: Config) -> TlsCore | None:
+    if not cfg.certfile:
+        return None
+    if cfg.cert_reqs not in (0, 1, 2):
+        raise ConfigError("cert_reqs must be 0 (none), 1 (optional) or 2 (required)")
+    return TlsCore(certfile=cfg.certfile, keyfile=cfg.keyfile, ca_certs=cfg.ca_certs, cert_reqs=int(cfg.cert_reqs))
