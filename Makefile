@@ -57,7 +57,8 @@ format:  ## apply rustfmt and ruff's fixes
 	$(PY) -m ruff check --fix python tests bench examples
 
 test-rust:  ## Rust unit and integration tests
-	cargo test --quiet
+	@# The integration tests embed Python to read rsgi's defaults (tests/support/mod.rs).
+	PYTHONHOME="$$($(PY) -c 'import sys; print(sys.base_prefix)')" PYTHONPATH=python cargo test --quiet
 
 test-python:  ## pytest: real servers, real clients
 	$(PY) -m pytest tests

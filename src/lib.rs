@@ -1,15 +1,22 @@
 //! rsgi's compiled core, `rsgi._rsgi`. Modules are listed in the order a request travels:
-//! server (accept) → http (hyper, limits; no Python) → bridge (the GIL) → wsgi / asgi.
+//! worker (the composition root) → server (accept) → tls → http (hyper, limits, static files;
+//! no Python) → bridge (the GIL) → wsgi / asgi. Below them, the leaves every layer may use and
+//! that use none of them: config, errors, stop, scoreboard, sync (`tests/test_architecture.py` checks
+//! who may use whom, and that nothing forms a cycle).
 
-pub mod asgi;
-pub mod bridge;
-pub mod config;
-pub mod http;
+pub mod worker;
 pub mod server;
-pub mod static_files;
-pub mod sync;
 pub mod tls;
+pub mod http;
+pub mod bridge;
 pub mod wsgi;
+pub mod asgi;
+
+pub mod config;
+pub mod errors;
+pub mod stop;
+pub mod scoreboard;
+pub mod sync;
 
 use pyo3::prelude::*;
 
@@ -21,7 +28,7 @@ fn _rsgi(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(bridge::log::forward_logs, m)?)?;
     m.add_function(wrap_pyfunction!(bridge::log::flush_logs, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    m.add_class::<bridge::worker::Worker>()?;
+    m.add_class::<worker::Worker>()?;
     m.add_class::<wsgi::file_wrapper::FileWrapper>()?;
     m.add_class::<wsgi::start_response::StartResponse>()?;
     m.add_class::<asgi::AsgiBridge>()?;

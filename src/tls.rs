@@ -10,17 +10,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
-use crate::http::conn::HttpVersions;
-
-/// `--certfile`, `--keyfile`, `--ca-certs`, `--cert-reqs` (0 none, 1 optional, 2 required —
-/// the values of Python's `ssl.CERT_*`, as gunicorn and uvicorn take them).
-#[derive(Clone, Debug)]
-pub struct TlsSettings {
-    pub certfile: String,
-    pub keyfile: String,
-    pub ca_certs: String,
-    pub cert_reqs: u8,
-}
+use crate::config::{HttpVersions, TlsSettings};
 
 fn err(what: String) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidInput, what)

@@ -12,9 +12,12 @@ use std::time::Duration;
 use _rsgi::config::ServerConfig;
 use _rsgi::http::app::{AppResponse, ThreadQueue};
 use _rsgi::http::body::ResponseBody;
-use _rsgi::server::scoreboard::Slot;
+use _rsgi::scoreboard::Slot;
 use _rsgi::server::Server;
 use http::{HeaderMap, StatusCode};
+use support::default_config;
+
+mod support;
 
 /// Formats every record at every level, as a logger in production would: a log argument that
 /// panics (a bad slice of a request target, say) must show up here, not only under a logger.
@@ -64,7 +67,7 @@ fn exchange(port: u16, request: &[u8]) -> String {
 
 #[test]
 fn answers_through_the_queue() {
-    let (_server, port) = start(ServerConfig::default());
+    let (_server, port) = start(default_config());
     let out = exchange(port, b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
     assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
     assert!(out.contains("server: rsgi\r\n"), "{out}");
@@ -73,7 +76,7 @@ fn answers_through_the_queue() {
 
 #[test]
 fn chunked_bodies_are_read_whole_before_the_app() {
-    let (_server, port) = start(ServerConfig::default());
+    let (_server, port) = start(default_config());
     let req = b"POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
                 5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
     assert!(exchange(port, req).ends_with("POST /p 11"));
@@ -81,7 +84,7 @@ fn chunked_bodies_are_read_whole_before_the_app() {
 
 #[test]
 fn bodies_past_the_spool_threshold_go_to_a_file() {
-    let cfg = ServerConfig { body_spool_threshold: 16, ..Default::default() };
+    let cfg = ServerConfig { body_spool_threshold: 16, ..default_config() };
     let (_server, port) = start(cfg);
     let body = vec![b'x'; 100_000];
     let mut req =
@@ -93,7 +96,7 @@ fn bodies_past_the_spool_threshold_go_to_a_file() {
 
 #[test]
 fn limits_answer_before_the_app() {
-    let cfg = ServerConfig { max_body_size: 10, limit_request_line: 20, ..Default::default() };
+    let cfg = ServerConfig { max_body_size: 10, limit_request_line: 20, ..default_config() };
     let (_server, port) = start(cfg);
     let out = exchange(port, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhello world");
     assert!(out.starts_with("HTTP/1.1 413 "), "{out}");
@@ -105,7 +108,7 @@ fn limits_answer_before_the_app() {
 fn graceful_stop_closes_idle_connections() {
     // Idle connections are not cut on a stop (a request may be in flight to us); they end at
     // the keep-alive timeout, kept short here.
-    let cfg = ServerConfig { keepalive: Duration::from_millis(300), ..Default::default() };
+    let cfg = ServerConfig { keepalive: Duration::from_millis(300), ..default_config() };
     let (server, port) = start(cfg);
     let mut idle = TcpStream::connect(("127.0.0.1", port)).unwrap();
     idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -123,7 +126,7 @@ fn graceful_stop_closes_idle_connections() {
 #[test]
 fn a_refused_target_with_non_ascii_bytes_is_answered() {
     // 78 ASCII bytes, then a two-byte character across byte 80, where log lines were once cut.
-    let (_server, port) = start(ServerConfig::default());
+    let (_server, port) = start(default_config());
     let target = format!("/{}\u{e9}", "a".repeat(78));
     let out = exchange(port, format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
     assert!(out.starts_with("HTTP/1.1 400 "), "{out}");
@@ -131,7 +134,7 @@ fn a_refused_target_with_non_ascii_bytes_is_answered() {
 
 #[test]
 fn a_half_closed_request_is_answered() {
-    let (_server, port) = start(ServerConfig::default());
+    let (_server, port) = start(default_config());
     for req in [
         &b"GET /half HTTP/1.1\r\nHost: a\r\n\r\n"[..],
         b"GET /half HTTP/1.0\r\n\r\n",
@@ -153,7 +156,7 @@ fn a_half_closed_request_is_answered() {
 
 #[test]
 fn ambiguous_framing_is_refused_and_the_connection_closed() {
-    let (_server, port) = start(ServerConfig::default());
+    let (_server, port) = start(default_config());
     for req in [
         // A bare LF ends a field line: a proxy splitting on CRLF sees one field, hyper two.
         &b"GET / HTTP/1.1\r\nHost: a\nX-Smuggled: 1\r\n\r\n"[..],

@@ -14,7 +14,7 @@ use pyo3::types::PyDict;
 use crate::bridge::event_loop::{LoopEvent, LoopQueue};
 use crate::bridge::log;
 use crate::http::app::Job;
-use crate::server::scoreboard::Slot;
+use crate::scoreboard::Slot;
 
 use scope::ScopeBuilder;
 

@@ -16,13 +16,18 @@ pub mod convert;
 pub mod event_loop;
 pub mod log;
 pub mod stream;
-pub mod worker;
 
 use crossbeam_channel::{select, Receiver, TryRecvError};
 use pyo3::Python;
 
 use crate::http::app::{Job, JobReceiver};
-use crate::server::scoreboard::Slot;
+use crate::scoreboard::Slot;
+
+/// Runs `f` with the GIL released (blocking work called from Python: joining the runtime's
+/// threads on shutdown).
+pub fn without_gil<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> T {
+    py.detach(f)
+}
 
 /// Runs `handle` for every queued job on the calling (attached) Python thread until the server
 /// has finished draining (`done` disconnects). While jobs are queued they are taken without

@@ -11,9 +11,6 @@ use http::{HeaderMap, Method, StatusCode, Uri, Version};
 
 use super::request::Peer;
 
-/// gunicorn's default format.
-pub const DEFAULT_FORMAT: &str = r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s""#;
-
 #[derive(Debug, Clone, PartialEq)]
 enum Part {
     Text(String),

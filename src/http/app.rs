@@ -83,51 +83,6 @@ impl JobSink for ThreadQueue {
     }
 }
 
-/// Both interfaces in one worker (`--wsgi` beside an ASGI app): WebSocket handshakes and
-/// requests under an `--asgi-path` prefix go to the event loop, every other HTTP request to the
-/// WSGI threads. Lifespan is the ASGI side's alone (it never passes through here).
-pub struct Router {
-    pub wsgi: AppQueue,
-    pub asgi: AppQueue,
-    /// Path prefixes served by the ASGI app, each ending in `/` (a prefix also matches the
-    /// path without its trailing slash: `/sse/` covers `/sse` and `/sse/...`).
-    pub asgi_paths: Vec<String>,
-}
-
-impl Router {
-    fn to_asgi(&self, job: &Job) -> bool {
-        if job.ws.is_some() {
-            return true;
-        }
-        if self.asgi_paths.is_empty() {
-            return false;
-        }
-        // Matched on the decoded path, the one both apps see (`/%73se/` is `/sse/`), so an
-        // encoded spelling cannot send a long-lived ASGI view to a WSGI thread.
-        let path = percent_encoding::percent_decode_str(job.head.uri.path()).decode_utf8_lossy();
-        self.asgi_paths.iter().any(|p| path.starts_with(p.as_str()) || path == p.trim_end_matches('/'))
-    }
-}
-
-impl JobSink for Router {
-    fn submit(&self, job: Job) -> bool {
-        if self.to_asgi(&job) {
-            self.asgi.submit(job)
-        } else {
-            self.wsgi.submit(job)
-        }
-    }
-
-    fn stopped(&self) {
-        self.wsgi.stopped();
-        self.asgi.stopped();
-    }
-
-    fn websockets(&self) -> bool {
-        true
-    }
-}
-
 /// Tells an app bridge when a request is over as far as the client is concerned: its response
 /// was written completely, or the connection went away first. ASGI turns it into
 /// `http.disconnect`; the hook runs on a tokio thread and must not take the GIL.

@@ -19,7 +19,7 @@ use super::app::CloseOnDrop;
 use super::h1_reader::ConnWatch;
 use super::request::RequestBody;
 use crate::config::ServerConfig;
-use crate::server::metrics::Measure;
+use crate::scoreboard::metrics::Measure;
 
 /// Why a request body could not be read.
 #[derive(Debug)]

@@ -17,9 +17,9 @@ use super::detect;
 use super::h1_reader::{self, ConnWatch};
 use super::request::ConnInfo;
 use super::service::{self, Shared};
-use crate::config::ServerConfig;
-use crate::server::metrics::Refusal;
-use crate::server::shutdown::Stop;
+use crate::config::{HttpVersions, ServerConfig};
+use crate::scoreboard::metrics::Refusal;
+use crate::stop::Stop;
 
 /// Largest request head (request line + all header fields) hyper will buffer; 431 beyond it.
 /// Per-field and field-count limits are separate settings checked in `service`. It is above
@@ -70,14 +70,6 @@ impl Builders {
         let tls = cfg.tls.as_ref().map(|t| crate::tls::acceptor(t, cfg.http)).transpose()?;
         Ok(Self { h1: http1_builder(cfg), h2: http2_builder(cfg), tls })
     }
-}
-
-/// The protocols a worker speaks (`--http`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HttpVersions {
-    Http1,
-    Http2,
-    Auto,
 }
 
 /// Serves one accepted connection: picks the protocol (`--http`, or the preface for `auto`),

@@ -11,4 +11,5 @@ pub mod proxy;
 pub mod request;
 pub mod response;
 pub mod service;
+pub mod static_files;
 pub mod websocket;

@@ -4,50 +4,19 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use crate::config::TrustedProxies;
 use http::header::HOST;
 use http::uri::Authority;
 use http::{HeaderMap, HeaderValue, Uri};
-use ipnet::IpNet;
 
 use super::request::{ConnInfo, Peer};
 
-/// The proxies whose headers are believed.
-#[derive(Clone, Debug, Default)]
-pub struct Trusted {
-    any: bool,
-    nets: Vec<IpNet>,
-}
-
-impl Trusted {
-    /// Comma-separated addresses or networks (`10.0.0.0/8`), or `*` for every peer.
-    pub fn parse(list: &str) -> Result<Self, String> {
-        let mut out = Trusted::default();
-        for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            if item == "*" {
-                out.any = true;
-            } else if let Ok(net) = item.parse::<IpNet>() {
-                out.nets.push(net);
-            } else if let Ok(ip) = item.parse::<IpAddr>() {
-                out.nets.push(IpNet::from(ip));
-            } else {
-                return Err(format!("forwarded-allow-ips: {item:?} is not an address or network"));
-            }
-        }
-        Ok(out)
-    }
-
-    fn contains(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical(); // an IPv4-mapped IPv6 peer is its IPv4 address
-        self.any || self.nets.iter().any(|n| n.contains(&ip))
-    }
-
-    /// A Unix-socket peer is a process on this machine (the usual nginx → socket setup), so it
-    /// is trusted like loopback.
-    fn trusts(&self, peer: &Peer) -> bool {
-        match peer {
-            Peer::Tcp(a) => self.contains(a.ip()),
-            Peer::Unix => true,
-        }
+/// A Unix-socket peer is a process on this machine (the usual nginx → socket setup), so it is
+/// trusted like loopback.
+fn trusts(trusted: &TrustedProxies, peer: &Peer) -> bool {
+    match peer {
+        Peer::Tcp(a) => trusted.contains(a.ip()),
+        Peer::Unix => true,
     }
 }
 
@@ -64,8 +33,8 @@ struct Forwarded {
 /// The connection facts for one request: `conn` itself, or a copy corrected by the proxy's
 /// headers. A forwarded host replaces the request's `Host` header, and the target's authority
 /// when it has one (HTTP/2's `:authority`, HTTP/1 absolute-form), which the bridges prefer.
-pub fn apply(trusted: &Trusted, conn: &ConnInfo, uri: &mut Uri, headers: &mut HeaderMap) -> Option<ConnInfo> {
-    if !trusted.trusts(&conn.remote) {
+pub fn apply(trusted: &TrustedProxies, conn: &ConnInfo, uri: &mut Uri, headers: &mut HeaderMap) -> Option<ConnInfo> {
+    if !trusts(trusted, &conn.remote) {
         return None;
     }
     let fwd = read(headers)?;
@@ -186,14 +155,14 @@ mod tests {
 
     #[test]
     fn untrusted_peers_change_nothing() {
-        let t = Trusted::parse("127.0.0.1").unwrap();
+        let t = TrustedProxies::parse("127.0.0.1").unwrap();
         let mut h = headers(&[("x-forwarded-for", "1.2.3.4"), ("x-forwarded-proto", "https")]);
         assert!(apply(&t, &conn("10.0.0.9:5000"), &mut Uri::default(), &mut h).is_none());
     }
 
     #[test]
     fn x_forwarded_family_from_a_trusted_proxy() {
-        let t = Trusted::parse("127.0.0.1, 10.0.0.0/8").unwrap();
+        let t = TrustedProxies::parse("127.0.0.1, 10.0.0.0/8").unwrap();
         let mut h = headers(&[
             ("x-forwarded-for", "6.6.6.6, 1.2.3.4, 10.0.0.2"),
             ("x-forwarded-proto", "https"),
@@ -211,7 +180,7 @@ mod tests {
 
     #[test]
     fn forwarded_header_wins_and_handles_ipv6_and_quotes() {
-        let t = Trusted::parse("*").unwrap();
+        let t = TrustedProxies::parse("*").unwrap();
         let mut h = headers(&[
             ("forwarded", "for=\"[2001:db8:cafe::17]:4711\";proto=https;host=shop.example"),
             ("x-forwarded-for", "9.9.9.9"),
@@ -224,7 +193,7 @@ mod tests {
 
     #[test]
     fn a_forwarded_host_replaces_the_authority_of_an_absolute_target() {
-        let t = Trusted::parse("127.0.0.1").unwrap();
+        let t = TrustedProxies::parse("127.0.0.1").unwrap();
         let mut h = headers(&[("x-forwarded-host", "public.example")]);
         let mut uri: Uri = "http://backend.internal/a?b=1".parse().unwrap();
         apply(&t, &conn("127.0.0.1:5000"), &mut uri, &mut h).unwrap();
@@ -234,7 +203,7 @@ mod tests {
 
     #[test]
     fn obfuscated_nodes_keep_the_peer() {
-        let t = Trusted::parse("*").unwrap();
+        let t = TrustedProxies::parse("*").unwrap();
         let mut h = headers(&[("forwarded", "for=_hidden;proto=http")]);
         let c = apply(&t, &conn("10.1.1.1:5000"), &mut Uri::default(), &mut h).unwrap();
         assert_eq!(remote(&c), "10.1.1.1:5000");
@@ -242,9 +211,9 @@ mod tests {
 
     #[test]
     fn bad_lists_are_errors() {
-        assert!(Trusted::parse("127.0.0.1, nonsense").is_err());
-        assert!(Trusted::parse("").unwrap().nets.is_empty());
-        assert!(Trusted::parse("::1").unwrap().contains("::1".parse().unwrap()));
-        assert!(Trusted::parse("127.0.0.1").unwrap().contains("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(TrustedProxies::parse("127.0.0.1, nonsense").is_err());
+        assert!(!TrustedProxies::parse("").unwrap().contains("127.0.0.1".parse().unwrap()));
+        assert!(TrustedProxies::parse("::1").unwrap().contains("::1".parse().unwrap()));
+        assert!(TrustedProxies::parse("127.0.0.1").unwrap().contains("::ffff:127.0.0.1".parse().unwrap()));
     }
 }

@@ -21,10 +21,10 @@ use super::request::{ConnInfo, RequestBody, RequestHead};
 use super::response;
 use super::websocket::{self, WsConn};
 use crate::config::ServerConfig;
-use crate::server::metrics::{Measure, Refusal};
-use crate::server::scoreboard::Slot;
-use crate::server::shutdown::Stop;
-use crate::static_files::StaticFiles;
+use crate::http::static_files::StaticFiles;
+use crate::scoreboard::metrics::{Measure, Refusal};
+use crate::scoreboard::Slot;
+use crate::stop::Stop;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
@@ -70,7 +70,7 @@ pub async fn handle(
     if req.version() == Version::HTTP_2 {
         join_cookies(req.headers_mut());
     }
-    let conn = match &shared.cfg.proxy {
+    let conn = match &shared.cfg.trusted_proxies {
         Some(trusted) => {
             let (mut parts, body) = req.into_parts();
             let applied = proxy::apply(trusted, &conn, &mut parts.uri, &mut parts.headers);

@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::config::ServerConfig;
-use crate::server::shutdown::Stop;
+use crate::stop::Stop;
 use tokio::sync::watch;
 
 /// Messages the app has not taken yet; past this the pump stops reading the socket, so a

@@ -2,8 +2,6 @@
 //! connection cap, and the drain on stop. Never touches Python; requests leave via `AppQueue`.
 
 pub mod listener;
-pub mod metrics;
-pub mod scoreboard;
 pub mod shutdown;
 
 use std::os::fd::RawFd;
@@ -19,9 +17,9 @@ use crate::http::app::AppQueue;
 use crate::http::conn;
 use crate::http::request::ConnInfo;
 use crate::http::service::Shared;
-use crate::static_files::StaticFiles;
+use crate::http::static_files::StaticFiles;
+use crate::scoreboard::Slot;
 use listener::Listener;
-use scoreboard::Slot;
 use shutdown::Stop;
 
 /// A running worker server. Dropping `done` (inside the serve task) tells app threads to exit.

@@ -1,29 +1,10 @@
 //! Stop signals for one worker: SIGTERM/SIGINT start a graceful drain, SIGQUIT a fast stop.
 //! Handled by tokio so no Python thread has to wake up for them.
 
-use std::time::Duration;
-
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 
-/// How a worker was asked to stop.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stop {
-    Running,
-    /// Finish in-flight requests (up to the graceful timeout), close idle connections.
-    Graceful,
-    /// Close everything now.
-    Fast,
-}
-
-impl Stop {
-    pub fn grace(self, graceful_timeout: Duration) -> Duration {
-        match self {
-            Stop::Fast => Duration::ZERO,
-            _ => graceful_timeout,
-        }
-    }
-}
+pub use crate::stop::Stop;
 
 /// The worker's signals, registered synchronously when the server starts (inside the runtime),
 /// so none can arrive between the worker starting and the handlers being in place.

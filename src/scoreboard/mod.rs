@@ -10,13 +10,15 @@
 //!               (1 length byte + up to 119 bytes), informational only.
 //!   4096..      request metrics (see `metrics.rs`)
 
+pub mod metrics;
+
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 pub const SLOT_SIZE: usize = 8192;
 const HEADER: usize = 64;
 const ENTRY: usize = 128;
 /// Thread entries fill the first page; the second holds the request metrics (`metrics.rs`).
-pub const MAX_THREADS: usize = (super::metrics::METRICS - HEADER) / ENTRY;
+pub const MAX_THREADS: usize = (metrics::METRICS - HEADER) / ENTRY;
 const LINE: usize = ENTRY - 8 - 1;
 
 /// One worker's slot. Cheap to copy; every method is a no-op when there is no scoreboard.

@@ -17,7 +17,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::scoreboard::Slot;
+use super::Slot;
 
 pub const METRICS: usize = 4096;
 /// Upper bounds of the latency buckets in milliseconds (Prometheus's usual spread).
@@ -189,7 +189,7 @@ mod tests {
 
     #[test]
     fn counters_land_in_their_words() {
-        let mut page = vec![0u64; crate::server::scoreboard::SLOT_SIZE / 8];
+        let mut page = vec![0u64; super::super::SLOT_SIZE / 8];
         let slot = Slot::new(page.as_mut_ptr() as usize);
         let base = page.as_ptr() as usize;
         // SAFETY: inside `page`, which outlives every use here.

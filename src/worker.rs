@@ -1,21 +1,24 @@
-//! `Worker`, the Python-facing handle of one worker process: starts the HTTP core on its own
-//! tokio threads, then lends it the calling Python thread(s) (WSGI) or the event loop (ASGI)
-//! until the server drains.
+//! The composition root: `Worker`, the Python-facing handle of one worker process. It decides
+//! which app queue the HTTP core feeds (`Interface`, and the `Router` for both at once), starts
+//! the core on its own tokio threads, then lends it the calling Python thread(s) (WSGI, through
+//! `bridge::serve_jobs`) or the event loop (ASGI, through `asgi::AsgiBridge`) until it drains.
+//! Everything else depends on nothing here.
 
 use std::sync::Mutex;
 
 use std::sync::Arc;
 
-use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::asgi::AsgiBridge;
 use crate::bridge::event_loop::LoopQueue;
-use crate::bridge::log;
 use crate::config::ServerConfig;
-use crate::http::app::{AppQueue, JobReceiver, Router, ThreadQueue};
-use crate::server::scoreboard::Slot;
+use crate::errors::Error;
+use crate::http::app::{AppQueue, JobReceiver, ThreadQueue};
+use crate::http::app::{Job, JobSink};
+use crate::scoreboard::Slot;
 use crate::server::Server;
 use crate::wsgi::handler::WsgiApp;
 
@@ -36,35 +39,33 @@ impl Worker {
     /// Starts serving on the listening sockets `fds` (inherited from the supervisor).
     /// Requests queue until a Python thread calls `run_wsgi`.
     /// `interface` is "wsgi" (Python threads take jobs), "asgi" (an event loop does) or "dual"
-    /// (both: see `http::app::Router` for which requests go where).
+    /// (both: see `Router` for which requests go where).
     #[new]
     /// `slot` is the address of this worker's scoreboard slot (see `server::scoreboard`), 0 for none.
     #[pyo3(signature = (config, fds, interface = "wsgi", slot = 0))]
     fn new(config: ServerConfig, fds: Vec<i32>, interface: &str, slot: usize) -> PyResult<Self> {
         let root_path = config.root_path.clone();
-        let os_err = |e: std::io::Error| PyOSError::new_err(e.to_string());
-        let (queue, jobs, loop_queue): (AppQueue, _, _) = match interface {
-            "asgi" => {
-                let q = LoopQueue::new().map_err(os_err)?;
+        let (queue, jobs, loop_queue): (AppQueue, _, _) = match interface.parse()? {
+            Interface::Asgi => {
+                let q = LoopQueue::new().map_err(Error::from)?;
                 (q.clone(), None, Some(q))
             }
-            "wsgi" => {
+            Interface::Wsgi => {
                 let (q, jobs) = ThreadQueue::channel();
                 (q, Some(jobs), None)
             }
-            "dual" => {
+            Interface::Dual => {
                 let (wsgi, jobs) = ThreadQueue::channel();
-                let asgi = LoopQueue::new().map_err(os_err)?;
+                let asgi = LoopQueue::new().map_err(Error::from)?;
                 let router = Router { wsgi, asgi: asgi.clone(), asgi_paths: config.asgi_paths.clone() };
                 (Arc::new(router) as AppQueue, Some(jobs), Some(asgi))
             }
-            other => return Err(PyValueError::new_err(format!("unknown interface {other:?}"))),
         };
-        let server = Server::start(config, &fds, queue, Slot::new(slot)).map_err(os_err)?;
+        let server = Server::start(config, &fds, queue, Slot::new(slot)).map_err(Error::from)?;
         let mut reopen = server.reopen_events();
         server.handle().spawn(async move {
             while reopen.changed().await.is_ok() {
-                let _ = tokio::task::spawn_blocking(log::reopen_files).await;
+                let _ = tokio::task::spawn_blocking(crate::bridge::log::reopen_files).await;
             }
         });
         let done = server.done().clone();
@@ -108,6 +109,75 @@ impl Worker {
 
     /// Releases the runtime's threads; call once every `run_wsgi` has returned.
     fn shutdown(&self, py: Python<'_>) {
-        py.detach(|| crate::sync::lock(&self.server).shutdown());
+        crate::bridge::without_gil(py, || crate::sync::lock(&self.server).shutdown());
+    }
+}
+
+/// Which app a worker serves: `Worker(..., interface=...)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interface {
+    /// Python threads take jobs (`run_wsgi`).
+    Wsgi,
+    /// An event loop does (`asgi_bridge`).
+    Asgi,
+    /// Both: the `Router` decides per request.
+    Dual,
+}
+
+impl std::str::FromStr for Interface {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "wsgi" => Ok(Self::Wsgi),
+            "asgi" => Ok(Self::Asgi),
+            "dual" => Ok(Self::Dual),
+            other => Err(Error::Value(format!("unknown interface {other:?}"))),
+        }
+    }
+}
+
+/// Both interfaces in one worker (`--wsgi` beside an ASGI app): WebSocket handshakes and
+/// requests under an `--asgi-path` prefix go to the event loop, every other HTTP request to the
+/// WSGI threads. Lifespan is the ASGI side's alone (it never passes through here).
+pub struct Router {
+    pub wsgi: AppQueue,
+    pub asgi: AppQueue,
+    /// Path prefixes served by the ASGI app, each ending in `/` (a prefix also matches the
+    /// path without its trailing slash: `/sse/` covers `/sse` and `/sse/...`).
+    pub asgi_paths: Vec<String>,
+}
+
+impl Router {
+    fn to_asgi(&self, job: &Job) -> bool {
+        if job.ws.is_some() {
+            return true;
+        }
+        if self.asgi_paths.is_empty() {
+            return false;
+        }
+        // Matched on the decoded path, the one both apps see (`/%73se/` is `/sse/`), so an
+        // encoded spelling cannot send a long-lived ASGI view to a WSGI thread.
+        let path = percent_encoding::percent_decode_str(job.head.uri.path()).decode_utf8_lossy();
+        self.asgi_paths.iter().any(|p| path.starts_with(p.as_str()) || path == p.trim_end_matches('/'))
+    }
+}
+
+impl JobSink for Router {
+    fn submit(&self, job: Job) -> bool {
+        if self.to_asgi(&job) {
+            self.asgi.submit(job)
+        } else {
+            self.wsgi.submit(job)
+        }
+    }
+
+    fn stopped(&self) {
+        self.wsgi.stopped();
+        self.asgi.stopped();
+    }
+
+    fn websockets(&self) -> bool {
+        true
     }
 }
