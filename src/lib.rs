@@ -29,6 +29,8 @@ fn _rsgi(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(bridge::log::flush_logs, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<worker::Worker>()?;
+    m.add_class::<scoreboard::Scoreboard>()?;
+    m.add_class::<scoreboard::SlotHandle>()?;
     m.add_class::<wsgi::file_wrapper::FileWrapper>()?;
     m.add_class::<wsgi::start_response::StartResponse>()?;
     m.add_class::<asgi::AsgiBridge>()?;

@@ -18,7 +18,7 @@ use crate::config::ServerConfig;
 use crate::errors::Error;
 use crate::http::app::{AppQueue, JobReceiver, ThreadQueue};
 use crate::http::app::{Job, JobSink};
-use crate::scoreboard::Slot;
+use crate::scoreboard::{Slot, SlotHandle};
 use crate::server::Server;
 use crate::wsgi::handler::WsgiApp;
 
@@ -32,6 +32,8 @@ pub struct Worker {
     done: crossbeam_channel::Receiver<()>,
     root_path: String,
     slot: Slot,
+    /// Keeps the scoreboard mapping `slot` points into alive.
+    _board: Option<Py<SlotHandle>>,
 }
 
 #[pymethods]
@@ -41,9 +43,11 @@ impl Worker {
     /// `interface` is "wsgi" (Python threads take jobs), "asgi" (an event loop does) or "dual"
     /// (both: see `Router` for which requests go where).
     #[new]
-    /// `slot` is the address of this worker's scoreboard slot (see `server::scoreboard`), 0 for none.
-    #[pyo3(signature = (config, fds, interface = "wsgi", slot = 0))]
-    fn new(config: ServerConfig, fds: Vec<i32>, interface: &str, slot: usize) -> PyResult<Self> {
+    /// `slot` is this worker's scoreboard slot (`Scoreboard.slot(i)`), None for none.
+    #[pyo3(signature = (config, fds, interface = "wsgi", slot = None))]
+    fn new(config: ServerConfig, fds: Vec<i32>, interface: &str, slot: Option<Py<SlotHandle>>) -> PyResult<Self> {
+        let board = slot;
+        let slot = board.as_ref().map_or(Slot::new(0), |h| h.get().slot());
         let root_path = config.root_path.clone();
         let (queue, jobs, loop_queue): (AppQueue, _, _) = match interface.parse()? {
             Interface::Asgi => {
@@ -61,7 +65,7 @@ impl Worker {
                 (Arc::new(router) as AppQueue, Some(jobs), Some(asgi))
             }
         };
-        let server = Server::start(config, &fds, queue, Slot::new(slot)).map_err(Error::from)?;
+        let server = Server::start(config, &fds, queue, slot).map_err(Error::from)?;
         let mut reopen = server.reopen_events();
         server.handle().spawn(async move {
             while reopen.changed().await.is_ok() {
@@ -69,7 +73,7 @@ impl Worker {
             }
         });
         let done = server.done().clone();
-        Ok(Self { server: Mutex::new(server), jobs, loop_queue, done, root_path, slot: Slot::new(slot) })
+        Ok(Self { server: Mutex::new(server), jobs, loop_queue, done, root_path, slot, _board: board })
     }
 
     /// Serves WSGI requests on the calling thread until the worker has stopped. Call it from

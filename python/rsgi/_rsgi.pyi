@@ -15,6 +15,8 @@ __all__ = [
     "FileWrapper",
     "HttpProtocol",
     "Ready",
+    "Scoreboard",
+    "SlotHandle",
     "StartResponse",
     "WebSocketProtocol",
     "Worker",
@@ -32,11 +34,32 @@ def flush_logs() -> None:
     """Hands every queued log record of the core to `logging` now."""
 
 @final
+class Scoreboard:
+    """Every worker's counters in one anonymous shared mapping, made by the supervisor before it
+    forks. Slots are numbers; the layout and the readings are the core's (src/scoreboard/)."""
+
+    def __new__(cls, slots: int = 256) -> Self: ...
+    def take(self) -> int | None: ...
+    def give_back(self, i: int) -> None: ...
+    def slot(self, i: int) -> SlotHandle: ...
+    def requests(self, i: int) -> int: ...
+    def metrics(self, i: int) -> list[tuple[str, int]]: ...
+    @staticmethod
+    def names() -> list[str]: ...
+    def busy(self, i: int, threads: int) -> list[tuple[float, str]]: ...
+
+@final
+class SlotHandle:
+    """One slot of a `Scoreboard`, for `Worker(..., slot=)`; keeps the mapping alive."""
+
+@final
 class Worker:
     """One worker's core: takes `Config.core()` (a `CoreConfig`), the inherited listening fds,
-    "wsgi", "asgi" or "dual", and the address of its scoreboard slot (0: none)."""
+    "wsgi", "asgi" or "dual", and its scoreboard slot's handle (None: none)."""
 
-    def __new__(cls, config: CoreConfig, fds: list[int], interface: str = "wsgi", slot: int = 0) -> Self: ...
+    def __new__(
+        cls, config: CoreConfig, fds: list[int], interface: str = "wsgi", slot: SlotHandle | None = None
+    ) -> Self: ...
     def run_wsgi(self, app: Any, base_environ: dict[str, Any], thread: int = 0) -> None: ...
     def asgi_bridge(
         self,

@@ -12,7 +12,7 @@ import threading
 from typing import Any
 
 from . import sync_calls
-from ._rsgi import Worker
+from ._rsgi import SlotHandle, Worker
 from .config import Config
 from .lifespan import Lifespan
 from .sync_calls import SyncCalls
@@ -87,7 +87,9 @@ def _is_asgi2(app: Any) -> bool:
     return len(params) == 1
 
 
-def serve(cfg: Config, sockets: list[socket.socket], app: Any, slot: int = 0, wsgi: Any = None) -> bool:
+def serve(
+    cfg: Config, sockets: list[socket.socket], app: Any, slot: SlotHandle | None = None, wsgi: Any = None
+) -> bool:
     """Run the worker until it has drained. False if the lifespan startup failed.
 
     With `wsgi` = (WSGI app, base environ) the worker serves both interfaces: `--threads` Python

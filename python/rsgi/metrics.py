@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import os
 import socket
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .scoreboard import METRIC_WORDS, Scoreboard
+from .scoreboard import Scoreboard
 
-# Word offsets in a slot's metrics page (src/server/metrics.rs).
-STATUS, LATENCY_SUM, LATENCY_BUCKETS, SUBMITTED, TAKEN = 0, 5, 6, 18, 19
-WAIT_SUM, WAIT_COUNT, BYTES_IN, BYTES_OUT = 20, 21, 22, 23
-IN_FLIGHT, CONNS_OPEN, CONNS_TOTAL, WS_OPEN, WS_TOTAL = 24, 25, 26, 27, 28
-REFUSED = 29
-# `Refusal` in src/server/metrics.rs, in its declaration order.
+# The gauges among the scoreboard's named readings (src/scoreboard/metrics.rs `NAMES`); the
+# others are counters, added up over live workers and those that have exited.
+GAUGES = ("in_flight", "connections_open", "websockets_open")
 REFUSAL_REASONS = (
     "malformed",
     "method",
@@ -29,8 +27,6 @@ REFUSAL_REASONS = (
     "body_timeout",
     "overload",
 )
-BUCKETS_S = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
-GAUGES = (IN_FLIGHT, CONNS_OPEN, WS_OPEN)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -56,13 +52,11 @@ class Totals:
     """Counters of workers that have exited, added to the live ones at every scrape."""
 
     def __init__(self) -> None:
-        self.words = [0] * METRIC_WORDS
+        self.counters: Counter[str] = Counter()
         self.restarts = 0
 
-    def worker_exited(self, words: tuple[int, ...]) -> None:
-        for i, v in enumerate(words):
-            if i not in GAUGES:
-                self.words[i] += v
+    def worker_exited(self, readings: list[tuple[str, int]]) -> None:
+        self.counters.update({name: v for name, v in readings if name not in GAUGES})
 
 
 class Collector:
@@ -77,38 +71,39 @@ class Collector:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
         live = self.workers()
-        words = list(self.totals.words)
+        words = Counter(self.totals.counters)
         gauges = dict.fromkeys(GAUGES, 0)
         depth = 0
         for _pid, slot in live:
-            w = self.scoreboard.metrics(slot)
-            depth += max(0, w[SUBMITTED] - w[TAKEN])
-            for i, v in enumerate(w):
-                if i in GAUGES:
-                    gauges[i] += signed(v)
+            w = dict(self.scoreboard.metrics(slot))
+            depth += max(0, w["jobs_submitted"] - w["jobs_taken"])
+            for name, v in w.items():
+                if name in GAUGES:
+                    gauges[name] += signed(v)
                 else:
-                    words[i] += v
+                    words[name] += v
 
         c = CounterMetricFamily("rsgi_responses", "Responses sent, by status class.", labels=["status"])
-        for k in range(5):
-            c.add_metric([f"{k + 1}xx"], words[STATUS + k])
+        for k in range(1, 6):
+            c.add_metric([f"{k}xx"], words[f"responses_{k}xx"])
         yield c
         cumulative, buckets = 0, []
-        for k, bound in enumerate([*BUCKETS_S, float("inf")]):
-            cumulative += words[LATENCY_BUCKETS + k]
-            buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+        for name in [n for n in self.scoreboard.names() if n.startswith("latency_le_")]:
+            cumulative += words[name]
+            bound = name.removeprefix("latency_le_").removesuffix("ms")
+            buckets.append(("+Inf" if bound == "inf" else repr(int(bound) / 1000), cumulative))
         yield HistogramMetricFamily(
             "rsgi_request_duration_seconds",
             "From the request's arrival to its last response byte handed to the socket.",
             buckets=buckets,
-            sum_value=words[LATENCY_SUM] / 1e6,
+            sum_value=words["latency_sum_us"] / 1e6,
         )
-        yield GaugeMetricFamily("rsgi_requests_in_flight", "Requests being served now.", value=gauges[IN_FLIGHT])
+        yield GaugeMetricFamily("rsgi_requests_in_flight", "Requests being served now.", value=gauges["in_flight"])
         refused = CounterMetricFamily(
             "rsgi_requests_refused", "Requests answered by the core without reaching the app.", labels=["reason"]
         )
-        for k, reason in enumerate(REFUSAL_REASONS):
-            refused.add_metric([reason], words[REFUSED + k])
+        for reason in REFUSAL_REASONS:
+            refused.add_metric([reason], words[f"refused_{reason}"])
         yield refused
         yield GaugeMetricFamily(
             "rsgi_app_queue_depth",
@@ -118,15 +113,19 @@ class Collector:
         yield CounterMetricFamily(
             "rsgi_app_queue_wait_seconds",
             "Time requests waited for a Python thread (includes waiting for the GIL).",
-            value=words[WAIT_SUM] / 1e6,
+            value=words["queue_wait_sum_us"] / 1e6,
         )
-        yield CounterMetricFamily("rsgi_app_queue_waits", "Requests handed to Python.", value=words[WAIT_COUNT])
-        yield CounterMetricFamily("rsgi_request_body_bytes", "Request body bytes read.", value=words[BYTES_IN])
-        yield CounterMetricFamily("rsgi_response_body_bytes", "Response body bytes sent.", value=words[BYTES_OUT])
-        yield GaugeMetricFamily("rsgi_connections_open", "Open client connections.", value=gauges[CONNS_OPEN])
-        yield CounterMetricFamily("rsgi_connections", "Client connections accepted.", value=words[CONNS_TOTAL])
-        yield GaugeMetricFamily("rsgi_websockets_open", "Open WebSocket connections.", value=gauges[WS_OPEN])
-        yield CounterMetricFamily("rsgi_websockets", "WebSocket connections accepted.", value=words[WS_TOTAL])
+        yield CounterMetricFamily("rsgi_app_queue_waits", "Requests handed to Python.", value=words["queue_waits"])
+        yield CounterMetricFamily(
+            "rsgi_request_body_bytes", "Request body bytes read.", value=words["request_body_bytes"]
+        )
+        yield CounterMetricFamily(
+            "rsgi_response_body_bytes", "Response body bytes sent.", value=words["response_body_bytes"]
+        )
+        yield GaugeMetricFamily("rsgi_connections_open", "Open client connections.", value=gauges["connections_open"])
+        yield CounterMetricFamily("rsgi_connections", "Client connections accepted.", value=words["connections"])
+        yield GaugeMetricFamily("rsgi_websockets_open", "Open WebSocket connections.", value=gauges["websockets_open"])
+        yield CounterMetricFamily("rsgi_websockets", "WebSocket connections accepted.", value=words["websockets"])
         yield GaugeMetricFamily("rsgi_workers", "Live worker processes.", value=len(live))
         yield CounterMetricFamily(
             "rsgi_worker_restarts", "Workers started to replace another.", value=self.totals.restarts

@@ -244,8 +244,8 @@ class Supervisor:
             if self.metrics_socket is not None:
                 self.metrics_socket.close()
             signal.set_wakeup_fd(-1)
-            address = self.scoreboard.address(slot)
-            code = worker.run(self.cfg, self.sockets, self.app, os.getppid(), address, self.wsgi_app)
+            handle = None if slot is None else self.scoreboard.slot(slot)
+            code = worker.run(self.cfg, self.sockets, self.app, os.getppid(), handle, self.wsgi_app)
         except BaseException:
             traceback.print_exc()
         finally:

@@ -17,7 +17,7 @@ import threading
 from typing import Any
 
 from . import __version__, interfaces, logs
-from ._rsgi import FileWrapper, Worker
+from ._rsgi import FileWrapper, SlotHandle, Worker
 from .config import Config
 from .importer import AppLoadError, load
 
@@ -121,9 +121,16 @@ def with_django_static(cfg: Config) -> Config:
     return dataclasses.replace(cfg, static=[*cfg.static, f"{prefix}={root}"])
 
 
-def run(cfg: Config, sockets: list[socket.socket], app: Any, parent: int, slot: int = 0, wsgi_app: Any = None) -> int:
-    """The body of a worker process; returns its exit code. `slot` is the address of its
-    scoreboard slot (0: none). `app`/`wsgi_app` are the preloaded apps (None: import here)."""
+def run(
+    cfg: Config,
+    sockets: list[socket.socket],
+    app: Any,
+    parent: int,
+    slot: SlotHandle | None = None,
+    wsgi_app: Any = None,
+) -> int:
+    """The body of a worker process; returns its exit code. `slot` is its scoreboard slot's handle
+    (None: none). `app`/`wsgi_app` are the preloaded apps (None: import here)."""
     prepare_signals()
     die_with_parent(parent)
     logs.forward_core_logs()

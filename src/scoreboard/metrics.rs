@@ -38,6 +38,48 @@ const CONNS_TOTAL: usize = 26;
 const WS_OPEN: usize = 27;
 const WS_TOTAL: usize = 28;
 const REFUSED: usize = 29;
+const WORDS: usize = 36;
+
+/// Every word's name, in layout order: what `Scoreboard.metrics()` hands Python
+/// (python/rsgi/metrics.py turns them into Prometheus metrics by these names).
+pub const NAMES: [&str; WORDS] = [
+    "responses_1xx",
+    "responses_2xx",
+    "responses_3xx",
+    "responses_4xx",
+    "responses_5xx",
+    "latency_sum_us",
+    "latency_le_5ms",
+    "latency_le_10ms",
+    "latency_le_25ms",
+    "latency_le_50ms",
+    "latency_le_100ms",
+    "latency_le_250ms",
+    "latency_le_500ms",
+    "latency_le_1000ms",
+    "latency_le_2500ms",
+    "latency_le_5000ms",
+    "latency_le_10000ms",
+    "latency_le_inf",
+    "jobs_submitted",
+    "jobs_taken",
+    "queue_wait_sum_us",
+    "queue_waits",
+    "request_body_bytes",
+    "response_body_bytes",
+    "in_flight",
+    "connections_open",
+    "connections",
+    "websockets_open",
+    "websockets",
+    "refused_malformed",
+    "refused_method",
+    "refused_body_too_large",
+    "refused_head_too_large",
+    "refused_transfer_coding",
+    "refused_body_timeout",
+    "refused_overload",
+];
 
 /// Why a request was answered by the core without reaching the app. Counted, not logged one by
 /// one: a flood of bad requests must cost a few atomic adds, not a log line (and the GIL) each.
@@ -129,6 +171,16 @@ impl Slot {
         self.add(REFUSED + why as usize, 1);
     }
 
+    /// Every metric of this slot by name (gauges may read as huge u64s while a worker's
+    /// increments and decrements race: the reader treats them as signed).
+    pub(super) fn metrics(&self) -> Vec<(&'static str, u64)> {
+        NAMES
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (*name, self.metric(i).map_or(0, |w| w.load(Ordering::Relaxed))))
+            .collect()
+    }
+
     fn response_done(&self, status: u16, took: Duration, sent: u64) {
         self.add(STATUS + (status / 100).clamp(1, 5) as usize - 1, 1);
         let ms = took.as_millis() as u64;
@@ -186,6 +238,19 @@ impl Drop for Measure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_follow_the_layout() {
+        for (k, ms) in BUCKETS_MS.iter().enumerate() {
+            assert_eq!(NAMES[LATENCY_BUCKETS + k], format!("latency_le_{ms}ms"));
+        }
+        assert_eq!(NAMES[LATENCY_BUCKETS + BUCKETS_MS.len()], "latency_le_inf");
+        assert_eq!(NAMES[SUBMITTED], "jobs_submitted");
+        assert_eq!(NAMES[IN_FLIGHT], "in_flight");
+        assert_eq!(NAMES[WS_TOTAL], "websockets");
+        assert_eq!(NAMES[REFUSED + Refusal::Overload as usize], "refused_overload");
+        assert_eq!(REFUSED + Refusal::Overload as usize + 1, WORDS);
+    }
 
     #[test]
     fn counters_land_in_their_words() {

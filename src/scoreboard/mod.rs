@@ -1,7 +1,9 @@
 //! The scoreboard: a few counters per worker in memory shared with the supervisor (an anonymous
-//! shared mapping the supervisor creates before forking). Workers only store into it; the
-//! supervisor reads it to recycle workers after `--max-requests` and to kill one stuck in a
-//! request past `--timeout`. No locks and no Python: plain atomics.
+//! shared mapping the supervisor creates before forking, `Scoreboard`). Workers only store into
+//! it; the supervisor reads it to recycle workers after `--max-requests`, to kill one stuck in a
+//! request past `--timeout`, and for the metrics. Nothing locks, and a request costs the worker
+//! a few atomic adds. The layout is written only here: Python gets slot numbers, handles and
+//! named readings, never an address or an offset.
 //!
 //! Layout of one worker's slot (little-endian u64s, then fixed-size thread entries):
 //!   0  requests completed
@@ -13,6 +15,10 @@
 pub mod metrics;
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
+use pyo3::exceptions::PyIndexError;
+use pyo3::prelude::*;
 
 pub const SLOT_SIZE: usize = 8192;
 const HEADER: usize = 64;
@@ -43,7 +49,7 @@ impl Slot {
     }
 
     pub(super) fn word(&self, offset: usize) -> Option<&AtomicU64> {
-        if self.base == 0 {
+        if self.base == 0 || offset + 8 > SLOT_SIZE {
             return None;
         }
         // SAFETY: `base` points at a live, 8-byte aligned SLOT_SIZE region of a shared mapping
@@ -104,6 +110,159 @@ impl std::fmt::Write for Truncating {
     }
 }
 
+/// An anonymous shared mapping: `slots` slots of `SLOT_SIZE` bytes, zero-filled, unmapped when
+/// the last handle goes.
+struct Mapping {
+    base: usize,
+    slots: usize,
+}
+
+impl Mapping {
+    fn new(slots: usize) -> std::io::Result<Self> {
+        let len = slots.checked_mul(SLOT_SIZE).ok_or(std::io::ErrorKind::InvalidInput)?;
+        // SAFETY: a fresh anonymous mapping; no existing memory is touched.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Self { base: base as usize, slots })
+    }
+
+    fn slot(&self, i: usize) -> PyResult<Slot> {
+        if i >= self.slots {
+            return Err(PyIndexError::new_err(format!("no scoreboard slot {i}")));
+        }
+        Ok(Slot::new(self.base + i * SLOT_SIZE))
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once, when no handle can reach it.
+        unsafe { libc::munmap(self.base as *mut libc::c_void, self.slots * SLOT_SIZE) };
+    }
+}
+
+/// The supervisor's scoreboard (`rsgi._rsgi.Scoreboard`): made before the first fork, so every
+/// worker writes into the pages the supervisor reads.
+#[pyclass(frozen, module = "rsgi._rsgi")]
+pub struct Scoreboard {
+    map: Arc<Mapping>,
+    free: Mutex<Vec<usize>>,
+}
+
+#[pymethods]
+impl Scoreboard {
+    #[new]
+    #[pyo3(signature = (slots = 256))]
+    fn new(slots: usize) -> PyResult<Self> {
+        let map = Mapping::new(slots).map_err(crate::errors::Error::from)?;
+        Ok(Self { map: Arc::new(map), free: Mutex::new((0..slots).rev().collect()) })
+    }
+
+    /// A zeroed slot number for a new worker, or None when all are in use (the worker then runs
+    /// without one: no recycling by request count, no timeout, no metrics).
+    fn take(&self) -> Option<usize> {
+        let i = crate::sync::lock(&self.free).pop()?;
+        if let Ok(slot) = self.map.slot(i) {
+            slot.clear();
+        }
+        Some(i)
+    }
+
+    fn give_back(&self, i: usize) {
+        if i < self.map.slots {
+            crate::sync::lock(&self.free).push(i);
+        }
+    }
+
+    /// The handle a worker passes to `Worker(..., slot=)`.
+    fn slot(&self, i: usize) -> PyResult<SlotHandle> {
+        self.map.slot(i)?;
+        Ok(SlotHandle { map: self.map.clone(), index: i })
+    }
+
+    /// Requests the worker in slot `i` has completed.
+    fn requests(&self, i: usize) -> PyResult<u64> {
+        Ok(self.map.slot(i)?.requests())
+    }
+
+    /// The request metrics of slot `i`, by name (`metrics::NAMES`).
+    fn metrics(&self, i: usize) -> PyResult<Vec<(&'static str, u64)>> {
+        Ok(self.map.slot(i)?.metrics())
+    }
+
+    /// The names `metrics()` uses, in layout order (latency buckets from the smallest).
+    #[staticmethod]
+    fn names() -> Vec<&'static str> {
+        metrics::NAMES.to_vec()
+    }
+
+    /// (monotonic seconds since which a thread has been busy, its request line) for each busy
+    /// thread among the first `threads` of slot `i`.
+    fn busy(&self, i: usize, threads: usize) -> PyResult<Vec<(f64, String)>> {
+        Ok(self.map.slot(i)?.busy_threads(threads))
+    }
+}
+
+/// One slot of a `Scoreboard`, handed to a worker; it keeps the mapping alive.
+#[pyclass(frozen, module = "rsgi._rsgi")]
+pub struct SlotHandle {
+    map: Arc<Mapping>,
+    index: usize,
+}
+
+impl SlotHandle {
+    pub fn slot(&self) -> Slot {
+        self.map.slot(self.index).unwrap_or(Slot::new(0))
+    }
+}
+
+impl Slot {
+    fn clear(&self) {
+        for offset in (0..SLOT_SIZE).step_by(8) {
+            if let Some(w) = self.word(offset) {
+                w.store(0, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn load(&self, offset: usize) -> u64 {
+        self.word(offset).map_or(0, |w| w.load(Ordering::Acquire))
+    }
+
+    fn requests(&self) -> u64 {
+        self.load(0)
+    }
+
+    fn busy_threads(&self, threads: usize) -> Vec<(f64, String)> {
+        let mut out = Vec::new();
+        for t in 0..threads.min(MAX_THREADS) {
+            let entry = HEADER + t * ENTRY;
+            let since = self.load(entry);
+            if since == 0 {
+                continue;
+            }
+            // SAFETY: inside thread t's entry of this live slot (the writer stores the length
+            // byte last; a torn read only garbles an informational line).
+            let byte = |at: usize| unsafe { AtomicU8::from_ptr((self.base + at) as *mut u8) }.load(Ordering::Relaxed);
+            let len = usize::from(byte(entry + 8)).min(LINE);
+            let line: String = (0..len).map(|k| char::from(byte(entry + 9 + k))).collect();
+            out.push((since as f64 / 1000.0, line));
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,5 +282,31 @@ mod tests {
         slot.busy(0, format_args!("GET /"));
         slot.idle(0);
         slot.request_done();
+    }
+}
+
+#[cfg(test)]
+mod board_tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_s_stores_are_the_supervisor_s_readings() {
+        let board = Scoreboard::new(4).unwrap();
+        let i = board.take().unwrap();
+        let handle = board.slot(i).unwrap();
+        let slot = handle.slot();
+        slot.request_done();
+        slot.busy(1, format_args!("GET /stuck"));
+        slot.refused(metrics::Refusal::Overload);
+        assert_eq!(board.requests(i).unwrap(), 1);
+        let busy = board.busy(i, 4).unwrap();
+        assert_eq!(busy.len(), 1);
+        assert_eq!(busy[0].1, "GET /stuck");
+        let readings = board.metrics(i).unwrap();
+        assert!(readings.contains(&("refused_overload", 1)));
+        assert!(board.requests(4).is_err(), "no slot 4 in a board of 4");
+        board.give_back(i);
+        let again = board.take().unwrap();
+        assert_eq!(board.requests(again).unwrap(), 0, "a slot taken again is zeroed");
     }
 }
