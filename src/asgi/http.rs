@@ -7,7 +7,7 @@ use std::io::Read;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{HeaderValue, CONTENT_LENGTH};
 use http::{HeaderMap, StatusCode};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
@@ -277,24 +277,13 @@ pub(super) fn required<'py>(message: &Bound<'py, PyDict>, key: &str) -> PyResult
     message.get_item(key)?.ok_or_else(|| PyValueError::new_err(format!("ASGI message without {key:?}")))
 }
 
-/// `[(name, value), ...]` of bytes. Names are validated and values refused if they contain
-/// CR/LF/NUL, so an app can never split the response.
+/// `[(name, value), ...]` of bytes (see `bridge::convert::response_headers`).
 pub(super) fn parse_headers(headers: &Bound<'_, PyAny>) -> PyResult<HeaderMap> {
-    let mut map = HeaderMap::new();
-    for item in headers.try_iter()? {
-        let item = item?;
-        let (name, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
-        let name = bytes_of(&name)?;
-        let value = bytes_of(&value)?;
-        let name = HeaderName::from_bytes(&name).map_err(|_| PyValueError::new_err("invalid header name"))?;
-        let value = HeaderValue::from_bytes(&value)
-            .map_err(|_| PyValueError::new_err(format!("invalid value for header {name}")))?;
-        if name == TRANSFER_ENCODING {
-            continue; // framing belongs to the server
-        }
-        map.append(name, value);
-    }
-    Ok(map)
+    let pairs = headers.try_iter()?.map(|item| {
+        let (name, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item?.extract()?;
+        Ok((bytes_of(&name)?, bytes_of(&value)?))
+    });
+    crate::bridge::convert::response_headers(pairs)
 }
 
 /// Header names and values are bytes in ASGI; str is accepted too (latin-1), as peers do.

@@ -1,9 +1,31 @@
 //! Conversions between HTTP bytes and Python objects shared by the WSGI and ASGI bridges:
-//! latin-1 strings (PEP 3333 "native strings"), and header values back to bytes.
+//! latin-1 strings (PEP 3333 "native strings"), header values back to bytes, and an app's
+//! response headers (one parser for both interfaces).
 
+use http::header::{HeaderName, HeaderValue, TRANSFER_ENCODING};
+use http::HeaderMap;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
+
+/// An app's response headers from its `(name, value)` pairs, already turned into bytes by the
+/// bridge (WSGI: str as latin-1; ASGI: bytes, or str as latin-1). Names are validated and values
+/// with CR, LF or NUL refused, so an app can never split the response; `Transfer-Encoding` is
+/// dropped, because framing belongs to the server (PEP 3333 forbids hop-by-hop headers too).
+pub fn response_headers(pairs: impl Iterator<Item = PyResult<(Vec<u8>, Vec<u8>)>>) -> PyResult<HeaderMap> {
+    let mut map = HeaderMap::new();
+    for pair in pairs {
+        let (name, value) = pair?;
+        let name = HeaderName::from_bytes(&name)
+            .map_err(|_| PyValueError::new_err(format!("invalid header name {:?}", String::from_utf8_lossy(&name))))?;
+        let value = HeaderValue::from_bytes(&value)
+            .map_err(|_| PyValueError::new_err(format!("invalid value for header {name}")))?;
+        if name != TRANSFER_ENCODING {
+            map.append(name, value);
+        }
+    }
+    Ok(map)
+}
 
 /// Decodes bytes as latin-1, as PEP 3333 requires for every environ string that came off the
 /// wire. Each byte becomes one code point, so this never fails.

@@ -2,13 +2,13 @@
 //! PEP 3333's rules: headers may be replaced (with `exc_info`) until they have been sent.
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, TRANSFER_ENCODING};
+
 use http::{HeaderMap, StatusCode};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString, PyTuple};
 
-use crate::bridge::convert::latin1_bytes;
+use crate::bridge::convert::{latin1_bytes, response_headers};
 
 #[pyclass(module = "rsgi._rsgi")]
 #[derive(Default)]
@@ -82,8 +82,7 @@ fn parse_status(status: &Bound<'_, PyAny>) -> PyResult<StatusCode> {
 }
 
 fn parse_headers(headers: &Bound<'_, PyAny>) -> PyResult<HeaderMap> {
-    let mut map = HeaderMap::new();
-    for item in headers.try_iter()? {
+    let pairs = headers.try_iter()?.map(|item| {
         let item = item?;
         let pair =
             item.cast::<PyTuple>().map_err(|_| PyTypeError::new_err("WSGI headers must be (name, value) tuples"))?;
@@ -94,16 +93,7 @@ fn parse_headers(headers: &Bound<'_, PyAny>) -> PyResult<HeaderMap> {
         let (Ok(name), Ok(value)) = (name.cast::<PyString>(), value.cast::<PyString>()) else {
             return Err(PyTypeError::new_err("WSGI header names and values must be str"));
         };
-        let name = HeaderName::from_bytes(&latin1_bytes(name)?)
-            .map_err(|_| PyValueError::new_err(format!("invalid header name {name}")))?;
-        // CR/LF/NUL are refused here: a header value can never split the response.
-        let value = HeaderValue::from_bytes(&latin1_bytes(value)?)
-            .map_err(|_| PyValueError::new_err(format!("invalid value for header {name}")))?;
-        // Framing belongs to the server (PEP 3333 forbids hop-by-hop headers from apps).
-        if name == TRANSFER_ENCODING {
-            continue;
-        }
-        map.append(name, value);
-    }
-    Ok(map)
+        Ok((latin1_bytes(name)?, latin1_bytes(value)?))
+    });
+    response_headers(pairs)
 }
