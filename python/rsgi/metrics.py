@@ -3,10 +3,14 @@
 The Rust core of each worker stores its counters in the shared scoreboard (src/server/metrics.rs);
 this module reads them, keeps the totals of workers that have exited (so counters never go
 backwards when a worker is replaced) and exposes everything through prometheus_client (the
-official client library; `pip install rsgi[metrics]`) on its own small HTTP server thread."""
+official client library; `pip install rsgi[metrics]`). `Endpoint` answers `GET /metrics` from the
+supervisor's own select loop, without a thread (the supervisor forks) and without ever waiting on
+a client."""
 
 from __future__ import annotations
 
+import gzip
+import logging
 import os
 import socket
 from collections import Counter
@@ -14,6 +18,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .scoreboard import Scoreboard
+
+log = logging.getLogger("rsgi.metrics")
 
 # The gauges among the scoreboard's named readings (src/scoreboard/metrics.rs `NAMES`); the
 # others are counters, added up over live workers and those that have exited.
@@ -140,15 +146,197 @@ class Collector:
         yield cpu
 
 
-def start(address: str, collector: Collector) -> socket.socket:
-    """Serves /metrics on `address` (HOST:PORT) from a daemon thread; returns its listening
-    socket so forked workers can close their copy."""
-    try:
-        from prometheus_client import CollectorRegistry, start_http_server
-    except ImportError:
-        raise ImportError("--metrics-bind needs prometheus_client (pip install rsgi[metrics])") from None
-    host, _, port = address.rpartition(":")
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(collector)  # type: ignore[arg-type]
-    server, _thread = start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=registry)
-    return server.socket
+# -- serving, from the supervisor's select loop ---------------------------------------------------
+
+# A scraper has this long from connecting to sending its request and taking the answer; then its
+# connection is closed, whatever state it is in.
+CLIENT_DEADLINE = 5.0
+# The request line and headers must fit in this (a scrape sends a few hundred bytes).
+MAX_HEAD = 8192
+# Connections open at once; past this, a new one replaces the oldest still sending its request.
+MAX_CLIENTS = 32
+# Connections accepted per turn of the loop, so a flood can't keep the loop accepting.
+ACCEPTS_PER_TURN = 64
+
+
+class _Client:
+    __slots__ = ("deadline", "head", "out", "sock")
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self.sock = sock
+        self.deadline = deadline
+        self.head = bytearray()
+        self.out: memoryview | None = None  # the answer, while it is being written
+
+
+class Endpoint:
+    """`--metrics-bind`: the listening socket and its connections, driven by the supervisor's
+    loop. Every turn the loop waits for `readers()` to be readable and `writers()` writable (and
+    no longer than `next_deadline()`), then hands what is ready to `serve()`. Sockets are
+    non-blocking: a call reads or writes what is there and returns. Each connection gets one
+    answer (`GET /metrics`, or an error) and is closed."""
+
+    def __init__(self, address: str, collector: Collector) -> None:
+        """Binds `address` (HOST:PORT; an empty host is 127.0.0.1). Raises OSError (the address
+        is unusable), ValueError (no port) or ImportError (no prometheus_client)."""
+        try:
+            from prometheus_client import CollectorRegistry
+        except ImportError:
+            raise ImportError("--metrics-bind needs prometheus_client (pip install rsgi[metrics])") from None
+        host, _, port = address.rpartition(":")
+        infos = socket.getaddrinfo(
+            host.strip("[]") or "127.0.0.1", int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        family, kind, proto, _, sockaddr = infos[0]
+        self.listener = socket.socket(family, kind, proto)
+        try:
+            self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.listener.bind(sockaddr)
+            self.listener.listen(MAX_CLIENTS)
+            self.listener.setblocking(False)
+        except OSError:
+            self.listener.close()
+            raise
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(collector)  # type: ignore[arg-type]
+        self.clients: dict[socket.socket, _Client] = {}
+
+    def readers(self) -> list[socket.socket]:
+        return [self.listener, *(c.sock for c in self.clients.values() if c.out is None)]
+
+    def writers(self) -> list[socket.socket]:
+        return [c.sock for c in self.clients.values() if c.out is not None]
+
+    def next_deadline(self) -> float | None:
+        return min((c.deadline for c in self.clients.values()), default=None)
+
+    def serve(self, readable: set[int], writable: set[int], now: float) -> None:
+        """Accepts, reads and writes what the loop found ready (file descriptors), then closes
+        connections past their deadline. Never raises: a failure costs only its connection."""
+        if self.listener.fileno() in readable:
+            self._accept(now)
+        for client in list(self.clients.values()):
+            fd = client.sock.fileno()
+            try:
+                if client.out is None and fd in readable:
+                    self._read(client)
+                elif client.out is not None and fd in writable:
+                    self._write(client)
+            except Exception:
+                log.exception("serving /metrics")
+                self._close(client)
+        for client in list(self.clients.values()):
+            if now >= client.deadline:
+                self._close(client)
+
+    def close(self) -> None:
+        """Closes the listener and every connection (in the supervisor at exit, and in each
+        forked worker, which must not hold copies)."""
+        for client in list(self.clients.values()):
+            self._close(client)
+        self.listener.close()
+
+    def _accept(self, now: float) -> None:
+        for _ in range(ACCEPTS_PER_TURN):
+            try:
+                sock, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # ECONNABORTED, EMFILE, ...: try again next turn
+                log.warning("--metrics-bind: accept failed: %s", e)
+                return
+            if len(self.clients) >= MAX_CLIENTS:
+                # Full: make room by dropping the oldest that has not finished its request (idle
+                # connections must not lock a scraper out); if all are being answered, this one.
+                waiting = [c for c in self.clients.values() if c.out is None]
+                if not waiting:
+                    sock.close()
+                    continue
+                self._close(min(waiting, key=lambda c: c.deadline))
+            sock.setblocking(False)
+            self.clients[sock] = _Client(sock, now + CLIENT_DEADLINE)
+
+    def _read(self, client: _Client) -> None:
+        try:
+            data = client.sock.recv(MAX_HEAD)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close(client)
+            return
+        if not data:  # the client went away before its request was complete
+            self._close(client)
+            return
+        client.head += data
+        end = _end_of_head(client.head)
+        if end >= 0:
+            client.out = memoryview(self._answer(bytes(client.head[:end])))
+            self._write(client)  # most answers fit in the socket buffer at once
+        elif len(client.head) > MAX_HEAD:
+            client.out = memoryview(_response("431 Request Header Fields Too Large", b"request head too large\n"))
+            self._write(client)
+
+    def _write(self, client: _Client) -> None:
+        assert client.out is not None
+        try:
+            sent = client.sock.send(client.out)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close(client)
+            return
+        client.out = client.out[sent:]
+        if not client.out:
+            self._close(client)
+
+    def _close(self, client: _Client) -> None:
+        self.clients.pop(client.sock, None)
+        client.sock.close()
+
+    def _answer(self, head: bytes) -> bytes:
+        lines = head.decode("latin-1").split("\n")
+        request = lines[0].split()
+        if len(request) != 3 or not request[2].startswith("HTTP/"):
+            return _response("400 Bad Request", b"bad request\n")
+        method, target, _ = request
+        if target.partition("?")[0] != "/metrics":
+            return _response("404 Not Found", b"only /metrics is served here\n")
+        if method not in ("GET", "HEAD"):
+            return _response("405 Method Not Allowed", b"GET /metrics\n", extra=(("Allow", "GET, HEAD"),))
+        headers = {}
+        for line in lines[1:]:
+            name, colon, value = line.partition(":")
+            if colon:
+                headers[name.strip().lower()] = value.strip()
+        from prometheus_client.exposition import choose_encoder, gzip_accepted
+
+        # As prometheus_client's own server: the format Accept asks for, gzip if accepted.
+        encoder, content_type = choose_encoder(headers.get("accept", ""))
+        try:
+            body = encoder(self.registry)
+        except Exception:
+            log.exception("collecting the metrics failed")
+            return _response("500 Internal Server Error", b"collecting the metrics failed\n")
+        extra: tuple[tuple[str, str], ...] = ()
+        if gzip_accepted(headers.get("accept-encoding", "")):
+            body = gzip.compress(body)
+            extra = (("Content-Encoding", "gzip"),)
+        return _response("200 OK", body, content_type, extra, head_only=method == "HEAD")
+
+
+def _end_of_head(buf: bytearray) -> int:
+    """Where the request head ends (the blank line), or -1 while it is incomplete."""
+    ends = [i for i in (buf.find(b"\r\n\r\n"), buf.find(b"\n\n")) if i >= 0]
+    return min(ends) if ends else -1
+
+
+def _response(
+    status: str,
+    body: bytes,
+    content_type: str = "text/plain; charset=utf-8",
+    extra: tuple[tuple[str, str], ...] = (),
+    head_only: bool = False,
+) -> bytes:
+    fields = [("Content-Type", content_type), *extra, ("Content-Length", str(len(body))), ("Connection", "close")]
+    head = "".join(f"{k}: {v}\r\n" for k, v in fields)
+    return f"HTTP/1.1 {status}\r\n{head}\r\n".encode("latin-1") + (b"" if head_only else body)

@@ -1,5 +1,8 @@
-"""The supervisor: binds the sockets, forks the workers, replaces one that dies, and stops
-them gracefully. It never serves requests itself and runs no threads (so forking is safe)."""
+"""The supervisor's loop: forks the workers, replaces one that dies, acts on signals, recycles
+and kills workers as the policies say, serves --metrics-bind, and stops the workers gracefully.
+It never serves the app's requests itself and runs no threads (so forking is safe): everything
+happens in one loop that waits on a signal pipe and the metrics sockets. What runs once before
+the loop is in boot.py; the decisions (recycling, --timeout, restart back-off) in policies.py."""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ import contextlib
 import errno
 import logging
 import os
-import random
 import select
 import signal
 import socket
@@ -15,39 +17,29 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from . import logs, metrics, reloader, sockets, worker
+from . import logs, metrics, policies, reloader, worker
+from .boot import Booted, BootFailed, boot, release, write_pid
 from .config import Config
-from .importer import AppLoadError, load, prepare_path
+from .policies import KILL_SLACK, Child
 from .scoreboard import Scoreboard, rss_mb
 
 log = logging.getLogger("rsgi.supervisor")
 
-# A worker that dies sooner than this after starting counts as a crash at boot.
-QUICK_DEATH = 1.0
-# Restart delay after repeated quick deaths doubles up to this.
-MAX_BACKOFF = 10.0
-# This many quick deaths in a row is a crash loop: the server stops instead of spinning.
-CRASH_LOOP = 8
-# Seconds given to workers beyond the graceful timeout before SIGKILL.
-KILL_SLACK = 5.0
-
-
-@dataclass
-class Child:
-    pid: int
-    slot: int | None = None
-    # Requests after which this worker is recycled (--max-requests plus its own jitter); 0: never.
-    max_requests: int = 0
-    started: float = field(default_factory=time.monotonic)
-    # Seconds after which this worker is recycled (--workers-lifetime plus its jitter); 0: never.
-    lifetime: float = 0.0
-    # Asked to finish and exit (recycling, HUP, scale-down): not counted as a live worker.
-    retiring: bool = False
-    # When --timeout sent SIGABRT (SIGKILL follows if it is still there KILL_SLACK later).
-    aborted: float | None = None
+# The signals the supervisor acts on (its handlers only record them; the loop acts).
+HANDLED = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGHUP,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGUSR1,
+    signal.SIGCHLD,
+)
+POLL_IN = select.POLLIN | select.POLLHUP | select.POLLERR
+POLL_OUT = select.POLLOUT | select.POLLHUP | select.POLLERR
 
 
 class Supervisor:
@@ -57,75 +49,35 @@ class Supervisor:
         self.reread = reread
         self.children: dict[int, Child] = {}
         self.target = cfg.workers
+        self.booted = Booted()
         self.sockets: list[socket.socket] = []
-        self.unix_paths: list[str] = []
-        self.app: Any = None
-        self.wsgi_app: Any = None  # with --wsgi/--django and --preload
         self.stopping: float | None = None  # deadline once a stop began
         self.exit_code = 0
-        self.quick_deaths = 0
-        self.next_spawn = 0.0
+        self.restarts = policies.Restarts()
         self.pending: list[int] = []
         self.wake_r, self.wake_w = -1, -1
         self.scoreboard = Scoreboard()
         self.watcher: int | None = None
         self.totals = metrics.Totals()  # counters of exited workers, for --metrics-bind
-        self.metrics_socket: socket.socket | None = None
+        self.metrics: metrics.Endpoint | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def run(self) -> int:
         cfg = self.cfg
         try:
-            logs.setup(cfg.log_level, cfg.error_log, cfg.log_config)
-        except Exception as e:
-            logs.warn_early(f"--log-config {cfg.log_config}: {e}")
-            return 2
-        try:
-            apply_env(cfg)
-        except (OSError, ImportError) as e:
-            log.error("--env-file %s: %s", cfg.env_file, e)
-            return 2
-        if cfg.umask:
-            os.umask(int(cfg.umask, 8))
-        for name in cfg.pending_settings():
-            log.warning("%s is accepted for compatibility but not implemented yet; it has no effect", name)
-        prepare_path(cfg)
-        try:
-            self.sockets = [sockets.bind(a, cfg.backlog) for a in cfg.binds()]
-        except (OSError, ValueError) as e:
-            log.error("could not bind %s: %s", " ".join(cfg.binds()), e)
-            return 1
-        for s in self.sockets:
-            log.info("listening on %s", sockets.describe(s, "https" if cfg.certfile else "http"))
-        if cfg.metrics_bind:
-            collector = metrics.Collector(self.scoreboard, self._live_slots, self.totals)
-            try:
-                self.metrics_socket = metrics.start(cfg.metrics_bind, collector)
-            except (OSError, ImportError, ValueError) as e:
-                log.error("--metrics-bind %s: %s", cfg.metrics_bind, e)
-                return 1
-            log.info("metrics on http://%s/metrics", cfg.metrics_bind)
-        self.unix_paths = [s.getsockname() for s in self.sockets if s.family == socket.AF_UNIX]
-        if cfg.preload:
-            try:
-                self.app = load(cfg)
-                if cfg.wsgi:
-                    self.wsgi_app = load(cfg, cfg.wsgi)
-            except AppLoadError as e:
-                log.error("%s", e, exc_info=e.__cause__)
-                return worker.EXIT_BOOT_ERROR
-            except Exception:
-                log.exception("the app failed to import")
-                return worker.EXIT_BOOT_ERROR
+            self.booted = boot(cfg, lambda: metrics.Collector(self.scoreboard, self._live_slots, self.totals))
+        except BootFailed as e:
+            return e.code
+        self.sockets, self.metrics = self.booted.sockets, self.booted.metrics
         self._install_signals()
         logs.set_title("supervisor", cfg.proc_name or cfg.app)
         if cfg.pid:
-            with open(cfg.pid, "w") as f:
-                f.write(f"{os.getpid()}\n")
+            write_pid(cfg.pid)
         log.info("rsgi %s starting %d worker%s", _version(), self.target, "s"[: self.target != 1])
         if cfg.reload:
-            self.watcher = reloader.start(cfg, os.getpid(), self.sockets)
+            inherited = [*self.sockets, *([self.metrics.listener] if self.metrics else [])]
+            self.watcher = reloader.start(cfg, os.getpid(), inherited)
         try:
             while self.children or self.watcher is not None or self.stopping is None:
                 self._spawn_missing()
@@ -135,16 +87,12 @@ class Supervisor:
                 self._watch()
                 self._enforce_deadline()
         finally:
-            for s in self.sockets:
-                s.close()
-            for path in [*self.unix_paths, *([cfg.pid] if cfg.pid else [])]:
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
+            release(self.booted, cfg.pid)
         log.info("stopped")
         return self.exit_code
 
     def _live_slots(self) -> list[tuple[int, int]]:
-        """(pid, scoreboard slot) of every worker; called from the metrics thread."""
+        """(pid, scoreboard slot) of every worker; called when /metrics is scraped."""
         return [(c.pid, c.slot) for c in list(self.children.values()) if c.slot is not None]
 
     def stop(self, sig: int = signal.SIGTERM, code: int | None = None) -> None:
@@ -176,9 +124,9 @@ class Supervisor:
         if self.stopping is not None:
             return
         active = [c for c in self.children.values() if not c.retiring]
-        while len(active) < self.target and time.monotonic() >= self.next_spawn:
+        while len(active) < self.target and self.restarts.may_spawn(time.monotonic()):
             active.append(self._spawn())
-        for oldest in sorted(active, key=lambda c: c.started)[: max(0, len(active) - self.target)]:
+        for oldest in policies.surplus(active, self.target):
             self._retire(oldest, "fewer workers wanted")
 
     def _retire(self, child: Child, why: str) -> None:
@@ -188,64 +136,69 @@ class Supervisor:
         self._kill(child.pid, signal.SIGTERM)
 
     def _watch(self) -> None:
-        """--max-requests, --max-worker-memory and --timeout, from the scoreboard and /proc."""
+        """--max-requests, --workers-lifetime, --max-worker-memory and --timeout: reads the
+        scoreboard and /proc, asks policies.watch what to do, and does it."""
         cfg, now = self.cfg, time.monotonic()
-        for child in list(self.children.values()):
-            if child.slot is None:
-                continue
-            if child.aborted is not None:
-                if now - child.aborted > KILL_SLACK:
-                    self._kill(child.pid, signal.SIGKILL)
-                continue
-            if cfg.timeout > 0:
-                stuck = [
-                    (since, line)
-                    # One entry more than --threads: with both interfaces the loop has entry 0.
-                    for since, line in self.scoreboard.busy(child.slot, cfg.threads + 1)
-                    if now - since > cfg.timeout
-                ]
-                if stuck:
-                    since, line = min(stuck)
-                    log.error(
-                        "worker %d timed out: busy %.1fs with %s (--timeout %gs); killing it",
-                        child.pid,
-                        now - since,
-                        line,
-                        cfg.timeout,
-                    )
-                    child.aborted = now
-                    # SIGABRT first: faulthandler prints where every thread of the worker is stuck.
-                    self._kill(child.pid, signal.SIGABRT)
-                    continue
-            if child.retiring or self.stopping is not None:
-                continue
-            if child.max_requests and self.scoreboard.requests(child.slot) >= child.max_requests:
-                self._retire(child, f"served {child.max_requests} requests (--max-requests)")
-            elif child.lifetime and now - child.started >= child.lifetime:
-                self._retire(child, f"ran {child.lifetime:.0f}s (--workers-lifetime)")
-            elif cfg.max_worker_memory and (mb := rss_mb(child.pid)) > cfg.max_worker_memory:
-                self._retire(child, f"uses {mb:.0f} MB (--max-worker-memory {cfg.max_worker_memory})")
+        children = list(self.children.values())
+        readings = {c.pid: self._read(c) for c in children if c.slot is not None and c.aborted is None}
+        limits = policies.Limits(timeout=cfg.timeout, max_worker_memory=cfg.max_worker_memory)
+        for action in policies.watch(children, readings, now, limits, stopping=self.stopping is not None):
+            child = self.children[action.pid]
+            if isinstance(action, policies.Retire):
+                self._retire(child, action.why)
+            elif isinstance(action, policies.Abort):
+                log.error(
+                    "worker %d timed out: busy %.1fs with %s (--timeout %gs); killing it",
+                    child.pid,
+                    action.busy_for,
+                    action.line,
+                    cfg.timeout,
+                )
+                child.aborted = now
+                # SIGABRT first: faulthandler prints where every thread of the worker is stuck.
+                self._kill(child.pid, action.sig)
+            else:
+                self._kill(child.pid, action.sig)
+
+    def _read(self, child: Child) -> policies.Reading:
+        """What the watchdog needs of one worker (only what the settings in force look at)."""
+        assert child.slot is not None
+        cfg = self.cfg
+        return policies.Reading(
+            requests=self.scoreboard.requests(child.slot) if child.max_requests else 0,
+            # One entry more than --threads: with both interfaces the loop has entry 0.
+            busy=self.scoreboard.busy(child.slot, cfg.threads + 1) if cfg.timeout > 0 else (),
+            rss_mb=rss_mb(child.pid) if cfg.max_worker_memory and not child.retiring else 0.0,
+        )
 
     def _spawn(self) -> Child:
         slot = self.scoreboard.take()
-        limit = 0
-        if self.cfg.max_requests > 0:
-            limit = self.cfg.max_requests + random.randint(0, max(0, self.cfg.max_requests_jitter))
-        lifetime = self.cfg.workers_lifetime * random.uniform(1.0, 1.1) if self.cfg.workers_lifetime > 0 else 0.0
-        pid = os.fork()
+        limit = policies.request_limit(self.cfg.max_requests, self.cfg.max_requests_jitter)
+        lifetime = policies.lifetime(self.cfg.workers_lifetime)
+        # Signals wait while forking: a worker must never run the supervisor's handlers (a SIGTERM
+        # sent by a stop just after the fork would be recorded in the child's copy and lost).
+        signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
+        try:
+            pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
+            raise
         if pid:
-            child = self.children[pid] = Child(pid, slot, limit, lifetime=lifetime)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
+            child = self.children[pid] = Child(pid, slot, limit, time.monotonic(), lifetime)
             return child
         # In the child: never return into the supervisor's loop.
         code = 1
         try:
             os.close(self.wake_r)
             os.close(self.wake_w)
-            if self.metrics_socket is not None:
-                self.metrics_socket.close()
+            if self.metrics is not None:
+                self.metrics.close()  # this process's copies only
             signal.set_wakeup_fd(-1)
+            worker.prepare_signals()  # the worker's own dispositions, then what was sent meanwhile lands
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
             handle = None if slot is None else self.scoreboard.slot(slot)
-            code = worker.run(self.cfg, self.sockets, self.app, os.getppid(), handle, self.wsgi_app)
+            code = worker.run(self.cfg, self.sockets, self.booted.app, os.getppid(), handle, self.booted.wsgi_app)
         except BaseException:
             traceback.print_exc()
         finally:
@@ -278,7 +231,8 @@ class Supervisor:
                 if code != 0:
                     log.info("retired worker %d exited with %s", pid, code)
                 continue
-            lived = time.monotonic() - child.started
+            now = time.monotonic()
+            lived = now - child.started
             if code == worker.EXIT_BOOT_ERROR:
                 log.error("worker %d could not load the app (see above); shutting down", pid)
                 self.stop(signal.SIGTERM, code=worker.EXIT_BOOT_ERROR)
@@ -286,16 +240,9 @@ class Supervisor:
             how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
             hint = " (perhaps out of memory?)" if code == -signal.SIGKILL else ""
             log.error("worker %d %s%s after %.1fs; starting a new one", pid, how, hint, lived)
-            if lived < QUICK_DEATH:
-                self.quick_deaths += 1
-                if self.quick_deaths >= CRASH_LOOP:
-                    log.error("workers keep dying at boot (%d in a row); shutting down", self.quick_deaths)
-                    self.stop(signal.SIGTERM, code=1)
-                    continue
-                delay = min(MAX_BACKOFF, 0.1 * 2**self.quick_deaths)
-                self.next_spawn = time.monotonic() + delay
-            else:
-                self.quick_deaths = 0
+            if self.restarts.died(lived, now):
+                log.error("workers keep dying at boot (%d in a row); shutting down", self.restarts.quick_deaths)
+                self.stop(signal.SIGTERM, code=1)
 
     def _signal_all(self, sig: int) -> None:
         for pid in list(self.children):
@@ -321,16 +268,7 @@ class Supervisor:
         # Handlers only record the signal; the loop acts on it (nothing unsafe runs in a handler).
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
-        for sig in (
-            signal.SIGTERM,
-            signal.SIGINT,
-            signal.SIGQUIT,
-            signal.SIGHUP,
-            signal.SIGTTIN,
-            signal.SIGTTOU,
-            signal.SIGUSR1,
-            signal.SIGCHLD,
-        ):
+        for sig in HANDLED:
             signal.signal(sig, self._on_signal)
 
     def _on_signal(self, sig: int, _frame: Any) -> None:
@@ -380,38 +318,35 @@ class Supervisor:
     def _timeout(self) -> float:
         active = sum(1 for c in self.children.values() if not c.retiring)
         if self.stopping is None and active < self.target:
-            return max(0.0, self.next_spawn - time.monotonic())
+            return max(0.0, self.restarts.next_spawn - time.monotonic())
         return 1.0
 
     def _wait(self, timeout: float) -> None:
+        """Waits up to `timeout` for a signal (the wakeup pipe) or a metrics connection, and
+        serves the metrics connections that are ready; never blocks on one."""
+        poll = select.poll()
+        poll.register(self.wake_r, select.POLLIN)
+        if self.metrics is not None:
+            for s in self.metrics.readers():
+                poll.register(s, select.POLLIN)
+            for s in self.metrics.writers():
+                poll.register(s, select.POLLOUT)
+            deadline = self.metrics.next_deadline()
+            if deadline is not None:
+                timeout = min(timeout, max(0.0, deadline - time.monotonic()))
         try:
-            ready, _, _ = select.select([self.wake_r], [], [], timeout)
+            events = poll.poll(timeout * 1000)
         except OSError as e:  # EINTR is retried by Python; anything else is real
             if e.errno != errno.EINTR:
                 raise
             return
-        if ready:
+        readable = {fd for fd, ev in events if ev & POLL_IN}
+        if self.wake_r in readable:
             with contextlib.suppress(BlockingIOError):
                 while os.read(self.wake_r, 4096):
                     pass
-
-
-def apply_env(cfg: Config) -> None:
-    """--env-file, then --env. As with uvicorn, a variable already in the environment wins over
-    the file (so `docker run -e` overrides it); --env wins over both."""
-    if cfg.env_file:
-        if not os.path.isfile(cfg.env_file):
-            raise FileNotFoundError(f"no such file: {cfg.env_file}")
-        try:
-            from dotenv import dotenv_values
-        except ImportError:
-            raise ImportError("reading an env file needs python-dotenv (pip install python-dotenv)") from None
-        for key, value in dotenv_values(cfg.env_file).items():
-            if value is not None:
-                os.environ.setdefault(key, value)
-    for item in cfg.env:
-        key, _, value = item.partition("=")
-        os.environ[key] = value
+        if self.metrics is not None:
+            self.metrics.serve(readable, {fd for fd, ev in events if ev & POLL_OUT}, time.monotonic())
 
 
 def _version() -> str:
