@@ -26,6 +26,9 @@ pub struct ServerConfig {
     /// Longest pause allowed between two reads of a request body (408 after it).
     #[pyo3(from_py_with = seconds)]
     pub body_timeout: Duration,
+    /// Longest a write to a client may stall before the connection is closed; None: no limit.
+    #[pyo3(from_py_with = optional_seconds)]
+    pub send_timeout: Option<Duration>,
     /// How long a stopping worker waits for in-flight requests before closing connections.
     #[pyo3(from_py_with = seconds)]
     pub graceful_timeout: Duration,
@@ -148,6 +151,13 @@ impl TrustedProxies {
 fn seconds(ob: &Bound<'_, PyAny>) -> PyResult<Duration> {
     let s: f64 = ob.extract()?;
     Duration::try_from_secs_f64(s).map_err(|_| PyValueError::new_err(format!("{s} is not a duration in seconds")))
+}
+
+fn optional_seconds(ob: &Bound<'_, PyAny>) -> PyResult<Option<Duration>> {
+    if ob.is_none() {
+        return Ok(None);
+    }
+    seconds(ob).map(Some)
 }
 
 fn unlimited_if_none(ob: &Bound<'_, PyAny>) -> PyResult<usize> {

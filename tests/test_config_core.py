@@ -28,6 +28,7 @@ CONTRACT: dict[str, Any] = {
     "runtime_threads": "int",
     "keepalive": "float",
     "body_timeout": "float",
+    "send_timeout": "float | None",
     "graceful_timeout": "float",
     "max_body_size": "int",
     "body_spool_threshold": "int",

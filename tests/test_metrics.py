@@ -1,5 +1,5 @@
 """--metrics-bind: the supervisor's Prometheus endpoint, adding up the counters every worker's
-Rust core keeps in the shared scoreboard (src/server/metrics.rs, python/rsgi/metrics.py)."""
+Rust core keeps in the shared scoreboard (src/scoreboard/metrics.rs, python/rsgi/metrics.py)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Recycling and the watchdog: --max-requests (+ jitter), --timeout, --max-worker-memory, --pid.
-The supervisor reads each worker's counters from the shared scoreboard (src/server/scoreboard.rs)."""
+The supervisor reads each worker's counters from the shared scoreboard (src/scoreboard/mod.rs)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """--metrics-bind: a Prometheus endpoint in the supervisor that adds up every worker's counters.
 
-The Rust core of each worker stores its counters in the shared scoreboard (src/server/metrics.rs);
+The Rust core of each worker stores its counters in the shared scoreboard (src/scoreboard/metrics.rs);
 this module reads them, keeps the totals of workers that have exited (so counters never go
 backwards when a worker is replaced) and exposes everything through prometheus_client (the
 official client library; `pip install rsgi[metrics]`). `Endpoint` answers `GET /metrics` from the

@@ -16,6 +16,7 @@ use tokio_rustls::TlsAcceptor;
 use super::detect;
 use super::h1_reader::{self, ConnWatch};
 use super::request::ConnInfo;
+use super::send_timeout::SendTimeout;
 use super::service::{self, Shared};
 use crate::config::{HttpVersions, ServerConfig};
 use crate::scoreboard::metrics::Refusal;
@@ -78,6 +79,7 @@ pub async fn serve<I>(io: I, info: ConnInfo, shared: Arc<Shared>, builders: Arc<
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let io = SendTimeout::new(io, shared.cfg.send_timeout);
     if let Some(tls) = &builders.tls {
         let io = match tokio::time::timeout(shared.cfg.keepalive, tls.accept(io)).await {
             Ok(Ok(io)) => io,

@@ -10,6 +10,7 @@ pub mod h1_reader;
 pub mod proxy;
 pub mod request;
 pub mod response;
+pub mod send_timeout;
 pub mod service;
 pub mod static_files;
 pub mod websocket;

@@ -54,7 +54,15 @@ KEEPALIVE = 1
 # hyper's keep-alive as rsgi configures it: a ping after 4 x keepalive of silence, closed 4 x keepalive later.
 PING_CLOSE = 8 * KEEPALIVE
 MAX_STREAMS = 10
-FLAGS = ("--keepalive", str(KEEPALIVE), "--h2-max-concurrent-streams", str(MAX_STREAMS))
+SEND_TIMEOUT = 3
+FLAGS = (
+    "--keepalive",
+    str(KEEPALIVE),
+    "--h2-max-concurrent-streams",
+    str(MAX_STREAMS),
+    "--send-timeout",
+    str(SEND_TIMEOUT),
+)
 SERVED = 10  # responses the bystander must get while an attack runs
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 E = h2.errors.ErrorCodes
@@ -544,25 +552,17 @@ def test_control_frame_flood_from_a_client_that_never_reads(server: Server, kind
     unharmed(server, worker)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a connection whose client never reads is never closed: hyper's keep-alive ping times out, "
-    "but closing waits for its GOAWAY to be written, which never happens (no send timeout)",
-    raises=AssertionError,
-)
-def test_a_flood_that_never_reads_is_closed_after_the_keepalive_timeout(server: Server) -> None:
-    """The part of the floods that is not bounded in time. The connection is held, by the server's
-    view (its socket table), for as long as the client keeps it full: hyper's keep-alive does give up
-    after 8 s, but its close needs the GOAWAY written first. (A client that starts reading after 10 s
-    is closed at once; one that reads after 0.5 s stays connected.) Fixing it takes a send timeout
-    around the connection (`serve_h2`/`drive`), not a Builder setting; the HTTP/1 reader that never
-    reads has the same gap (tests/reliability/README.md, "Slow clients")."""
+def test_a_flood_that_never_reads_is_closed_by_the_send_timeout(server: Server) -> None:
+    """The part of the floods that hyper alone does not bound in time: a client that keeps the
+    connection full and never reads. hyper's keep-alive gives up after 8 s, but its close needs a
+    GOAWAY written first, which never happens; `--send-timeout` (SEND_TIMEOUT s here) closes a
+    connection whose writes have stalled that long (src/http/send_timeout.rs)."""
     worker = only_worker(server)
     with Peer(server.port, pong=False) as settings, Peer(server.port, pong=False) as ping:
         flood_until_blocked(settings, FLOODS["SETTINGS"])
         flood_until_blocked(ping, FLOODS["PING"])
         ports = {settings.local_port, ping.local_port}
-        wait_until(lambda: not open_on_worker(worker, ports), PING_CLOSE + 4, "the flooding connections to close")
+        wait_until(lambda: not open_on_worker(worker, ports), SEND_TIMEOUT + 4, "the flooding connections to close")
 
 
 # -- 4. HPACK bomb ---------------------------------------------------------------------------------

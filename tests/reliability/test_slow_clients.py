@@ -388,6 +388,28 @@ def test_readers_that_never_read_a_full_body_do_not_hold_the_app_thread(serve: S
     wait_until(lambda: accepted(worker, server.port) == 0, 10, "the stalled connections to be released")
 
 
+def test_readers_that_never_read_are_closed_by_the_send_timeout(serve: StartServer, tmp_path: Path) -> None:
+    """`--send-timeout`: once a write to a client has stalled that long, the connection is closed
+    and its response (here a complete 20 MiB body) freed; before, such a reader held its slot and
+    its body until it left."""
+    marker = tmp_path / "returned"
+    server = serve(APP, "--send-timeout", "1", env={"RSGI_TEST_MARKER": str(marker)})
+    (worker,) = wait_workers(server.pid, 1)
+    assert server.port is not None
+    sock = stalled_get(server.port, "/full")
+    try:
+        wait_until(lambda: marker_lines(marker), 10, "the stalled request to be answered")
+        t0 = time.monotonic()
+        wait_until(lambda: accepted(worker, server.port) == 0, 10, "the stalled connection to be closed")
+        held = time.monotonic() - t0
+    finally:
+        sock.close()
+    print(f"a reader that never reads a 20 MiB body: closed {held:.1f} s after its response was ready")
+    assert 0.5 < held < 8, held
+    with httpx.Client(timeout=10) as client:  # a reader that reads is not cut
+        assert len(client.get(server.url + "/full").content) == BIG
+
+
 # -- connection floods ----------------------------------------------------------------------------
 
 

@@ -46,6 +46,7 @@ class CoreConfig:
     runtime_threads: int  # tokio I/O threads per worker, resolved (>= 1)
     keepalive: float
     body_timeout: float
+    send_timeout: float | None  # None: writes may stall forever (--send-timeout 0)
     graceful_timeout: float
     max_body_size: int
     body_spool_threshold: int
@@ -86,6 +87,7 @@ def core_view(cfg: Config) -> CoreConfig:
         runtime_threads=max(1, cfg.resolved_runtime_threads()),
         keepalive=_seconds(cfg, "keepalive"),
         body_timeout=_seconds(cfg, "body_timeout"),
+        send_timeout=_seconds(cfg, "send_timeout") or None,
         graceful_timeout=_seconds(cfg, "graceful_timeout"),
         max_body_size=_count(cfg, "max_body_size"),
         body_spool_threshold=_count(cfg, "body_spool_threshold"),

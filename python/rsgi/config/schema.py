@@ -162,6 +162,11 @@ class Config:
     body_timeout: float = setting(
         30.0, "Seconds a request body may stall between two reads (408 after).", ("--body-timeout",)
     )
+    send_timeout: float = setting(
+        60.0,
+        "Seconds a write to a client may stall before the connection is closed (nginx's send_timeout); 0: never.",
+        ("--send-timeout",),
+    )
     max_body_size: int = setting(50 * MIB, "Largest request body in bytes (413 above).", ("--max-body-size",))
     body_spool_threshold: int = setting(
         1 * MIB, "Request bodies above this many bytes are spooled to a temporary file.", ("--body-spool-threshold",)
