@@ -19,6 +19,7 @@ use super::{send_or_wait, AsgiContext, SendWaiter};
 use crate::bridge::awaitable::{done, ready};
 use crate::bridge::event_loop::{LoopEvent, Resolve};
 use crate::bridge::log;
+use crate::bridge::stream::Progress;
 use crate::bridge::stream::STREAM_BUFFER;
 use crate::http::app::{AppResponse, Closed};
 use crate::http::body::{Chunk, ResponseBody};
@@ -255,14 +256,12 @@ impl HttpProtocol {
             Some(_) => {} // cancelled at shutdown: not the app's fault
             None => log::error(py, problem),
         }
-        if let Some(reply) = reply {
-            let _ = reply.send(AppResponse::error(StatusCode::INTERNAL_SERVER_ERROR));
-        } else if let Some(tx) = stream {
-            // The headers are out: abort the connection so a cut-off body can't pass as whole.
-            self.ctx.runtime.spawn(async move {
-                let _ = tx.send(Err(std::io::Error::other("the ASGI app failed mid-response"))).await;
-            });
-        }
+        let progress = match (reply, stream) {
+            (Some(reply), _) => Progress::Pending(reply),
+            (None, Some(tx)) => Progress::Streaming(tx),
+            (None, None) => return,
+        };
+        progress.fail_from_loop(&self.ctx.runtime, "the ASGI app failed mid-response");
     }
 }
 

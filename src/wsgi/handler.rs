@@ -8,7 +8,6 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderValue, CONTENT_LENGTH};
-use http::StatusCode;
 use pyo3::exceptions::PyTypeError;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -18,9 +17,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::environ::EnvironBuilder;
 use super::file_wrapper::FileWrapper;
 use super::start_response::StartResponse;
-use crate::bridge::stream::{self, STREAM_BUFFER};
+use crate::bridge::stream::{self, Progress, STREAM_BUFFER};
 use crate::http::app::{AppResponse, Job};
-use crate::http::body::{Chunk, ResponseBody};
+use crate::http::body::ResponseBody;
 use crate::http::response::set_length;
 
 pub struct WsgiApp {
@@ -30,12 +29,6 @@ pub struct WsgiApp {
     /// collected into one body. Django's `HttpResponse` iterates as a list iterator.
     list_iter: Py<PyType>,
     tuple_iter: Py<PyType>,
-}
-
-/// Where the response is: not started (the reply slot is still ours) or streaming.
-enum Progress {
-    Pending(oneshot::Sender<AppResponse>),
-    Streaming(mpsc::Sender<Chunk>),
 }
 
 impl WsgiApp {
@@ -164,12 +157,7 @@ impl WsgiApp {
     /// connection is aborted so the client can't mistake a cut-off body for a complete one.
     fn fail(&self, py: Python<'_>, what: &str, err: PyErr, progress: Progress) {
         self.log(py, &format!("Error handling request {what}"), err);
-        match progress {
-            Progress::Pending(reply) => {
-                let _ = reply.send(AppResponse::error(StatusCode::INTERNAL_SERVER_ERROR));
-            }
-            Progress::Streaming(tx) => stream::abort(py, &tx, "the app failed while streaming its response"),
-        }
+        progress.fail(py, "the app failed while streaming its response");
     }
 
     fn log(&self, py: Python<'_>, msg: &str, err: PyErr) {
