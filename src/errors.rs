@@ -64,24 +64,3 @@ fn strerror(e: &io::Error) -> String {
         None => text,
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use pyo3::prelude::*;
-
-    #[test]
-    fn errno_picks_the_subclass() {
-        Python::initialize();
-        Python::attach(|py| {
-            // What an `except FileNotFoundError:` in Python matches: the exception instance.
-            let err: PyErr = Error::File("/nope".into(), io::Error::from_raw_os_error(libc::ENOENT)).into();
-            let value = err.value(py);
-            assert!(value.is_instance_of::<pyo3::exceptions::PyFileNotFoundError>());
-            assert_eq!(value.getattr("errno").unwrap().extract::<i32>().unwrap(), libc::ENOENT);
-            assert_eq!(value.getattr("filename").unwrap().extract::<String>().unwrap(), "/nope");
-            let err: PyErr = Error::Io(io::Error::from_raw_os_error(libc::EACCES)).into();
-            assert!(err.value(py).is_instance_of::<pyo3::exceptions::PyPermissionError>());
-        });
-    }
-}
