@@ -5,7 +5,7 @@ EXAMPLE := examples/django_project
 # The Rust test binaries link libpython; tell the loader where the running Python keeps it.
 export LD_LIBRARY_PATH := $(shell $(PY) -c "import sysconfig; print(sysconfig.get_config_var('LIBDIR') or '')"):$(LD_LIBRARY_PATH)
 
-.PHONY: help install serve wheel test lint format test-rust test-python bench
+.PHONY: help install dev serve wheel test lint format test-rust test-python bench
 
 # What `make serve` runs (tests/browser/ drives a browser through every link of the example's index
 # page with exactly these flags): pages through WSGI, the Channels chat and the server-sent events
@@ -22,6 +22,12 @@ help:  ## list the targets
 
 install:  ## build rsgi (release) into this Python, with the test dependencies
 	$(PY) -m pip install -q -e '.[test]'
+
+# The fast loop: the same editable install through maturin's build backend, with Cargo's dev profile
+# (no LTO, incremental) and no isolated build environment. `maturin develop` wants a virtualenv.
+dev:  ## build rsgi (debug, fast) into this Python; make install puts the release build back
+	$(PY) -m pip install -q 'maturin>=1.8,<2'
+	$(PY) -m pip install -q -e . --no-deps --no-build-isolation --config-settings=build-args=--profile=dev
 
 serve:  ## install rsgi and serve the Django example (pages, chat, events, admin) on http://127.0.0.1:8000
 	$(PY) -m pip install -q -e . -r $(EXAMPLE)/requirements.txt
