@@ -1,20 +1,34 @@
 """Where settings come from, lowest first: defaults < config file (gunicorn.conf.py style) <
-environment (``RSGI_*``, ``PORT``, ``WEB_CONCURRENCY``) < flags. `build` merges them into one
-validated, frozen `Config`; what it cannot use is a `ConfigError` and what it ignores is a warning.
+the Django settings' ``RSGI`` dict < environment (``RSGI_*``, ``PORT``, ``WEB_CONCURRENCY``) < flags.
+`build` merges them into one validated, frozen `Config`; what it cannot use is a `ConfigError` and
+what it ignores is a warning.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import runpy
+import subprocess
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from .errors import ConfigError
 from .schema import FIELDS, Config
 
-__all__ = ["GUNICORN_HOOKS", "ConfigError", "build", "env_names", "from_env", "from_file", "parse_value"]
+__all__ = [
+    "GUNICORN_HOOKS",
+    "ConfigError",
+    "build",
+    "env_names",
+    "from_django",
+    "from_env",
+    "from_file",
+    "parse_value",
+    "read_django_rsgi",
+]
 
 # gunicorn server hooks: functions in a config file that rsgi does not call (yet).
 GUNICORN_HOOKS = frozenset(
@@ -78,7 +92,7 @@ def from_file(path: str, warn: Callable[[str], None]) -> dict[str, Any]:
         namespace = runpy.run_path(path)
     except Exception as e:
         raise ConfigError(f"config file {path!r} failed to run: {type(e).__name__}: {e}") from e
-    by_conf = {alias: f for f in FIELDS.values() for alias in (f.name, *f.metadata["conf"])}
+    by_conf = _by_conf()
     out: dict[str, Any] = {}
     for key, value in namespace.items():
         if key in GUNICORN_HOOKS and callable(value):
@@ -94,16 +108,125 @@ def from_file(path: str, warn: Callable[[str], None]) -> dict[str, Any]:
     return out
 
 
+def _by_conf() -> dict[str, dataclasses.Field[Any]]:
+    """Every name a setting has in a config file (and in RSGI): the field's, and gunicorn's."""
+    return {alias: f for f in FIELDS.values() for alias in (f.name, *f.metadata["conf"])}
+
+
+# What is served and from where: given where rsgi starts (flags, environment, config file), never
+# by the settings module that these very settings lead to.
+NOT_FROM_DJANGO = frozenset({"app", "django", "wsgi", "chdir", "config"})
+
+
+def from_django(rsgi: Any, origin: str, warn: Callable[[str], None]) -> dict[str, Any]:
+    """Settings from a Django settings module's ``RSGI = {...}`` (`origin` names it in messages):
+    the config file's names, its values parsed as the config file's are."""
+    if rsgi is None:
+        return {}
+    if not isinstance(rsgi, Mapping):
+        raise ConfigError(f"{origin} must be a dict of rsgi settings, not {type(rsgi).__name__}")
+    by_conf = _by_conf()
+    out: dict[str, Any] = {}
+    for key, value in rsgi.items():
+        f = by_conf.get(key) if isinstance(key, str) else None
+        if f is None:
+            warn(f"{origin}: setting {key!r} is not supported by rsgi and is ignored")
+        elif f.name in NOT_FROM_DJANGO:
+            warn(f"{origin}: setting {key!r} decides what is served, so it is not read from Django's settings")
+        else:
+            out[f.name] = parse_value(f, value)
+    return out
+
+
+# Run in a fresh interpreter: the settings module's RSGI as JSON on stdout (what the module prints
+# goes to stderr), or {"found": false} when there is no such module.
+_READ_RSGI = """\
+import importlib, json, os, sys
+out, sys.stdout = sys.stdout, sys.stderr
+sys.path.insert(0, os.getcwd())
+name = sys.argv[1]
+try:
+    module = importlib.import_module(name)
+except ModuleNotFoundError as e:
+    if not e.name or not (name == e.name or name.startswith(e.name + ".")):
+        raise
+    json.dump({"found": False}, out)
+else:
+    def text(o):
+        return os.fspath(o) if isinstance(o, os.PathLike) else str(o)
+    json.dump({"found": True, "value": getattr(module, "RSGI", None)}, out, default=text)
+"""
+
+
+def read_django_rsgi(
+    known: Mapping[str, Any], environ: Mapping[str, str], warn: Callable[[str], None]
+) -> tuple[str, Any] | None:
+    """(settings module, its RSGI value) for a Django project, or None. The module is
+    DJANGO_SETTINGS_MODULE (the environment with --env-file and --env applied, as the app will see
+    it), else PROJECT.settings with --django PROJECT. It is imported in a separate interpreter, in
+    --chdir, so that nothing it does (reading the environment, starting an SDK) stays in this process
+    (the supervisor, which forks the workers)."""
+    app_environ = dict(environ)
+    if known.get("env_file") and os.path.isfile(known["env_file"]):
+        try:
+            from dotenv import dotenv_values
+        except ImportError:
+            pass  # the supervisor reports it
+        else:
+            for key, value in dotenv_values(known["env_file"]).items():
+                if value is not None:
+                    app_environ.setdefault(key, value)
+    for item in known.get("env") or ():
+        key, _, value = item.partition("=")
+        app_environ[key] = value
+    module = app_environ.get("DJANGO_SETTINGS_MODULE") or (f"{known['django']}.settings" if known.get("django") else "")
+    if not module:
+        return None
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _READ_RSGI, module],
+            cwd=known.get("chdir") or None,
+            env=app_environ,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        answer = json.loads(done.stdout) if done.returncode == 0 else None
+    except (OSError, subprocess.TimeoutExpired, ValueError) as e:
+        warn(f"could not read RSGI from the Django settings {module}: {e}")
+        return None
+    if answer is None:
+        error = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+        warn(f"could not read RSGI from the Django settings {module}: {error}")
+        return None
+    return (module, answer["value"]) if answer["found"] else None
+
+
 def build(
-    flags: Mapping[str, Any], environ: Mapping[str, str] | None = None, warn: Callable[[str], None] = lambda _m: None
+    flags: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+    warn: Callable[[str], None] = lambda _m: None,
+    django_rsgi: tuple[str, Any] | None = None,
 ) -> Config:
-    """Defaults < config file < environment < flags, validated once (the core view included)."""
+    """Defaults < config file < the Django settings' RSGI < environment < flags, validated once (the
+    core view included). `django_rsgi` is (settings module, RSGI value) from a caller that has
+    Django's settings loaded (runserver); without it they are read as `read_django_rsgi` says."""
     environ = os.environ if environ is None else environ
     env = from_env(environ)
     path = flags.get("config") or env.get("config") or ""
     values: dict[str, Any] = {}
     if path:
         values.update(from_file(path, warn))
+    known = {**values, **env, **flags}
+    if django_rsgi is None:
+        django_rsgi = read_django_rsgi(known, environ, warn)
+    if django_rsgi is not None:
+        rsgi = from_django(django_rsgi[1], f"{django_rsgi[0]}.RSGI", warn)
+        # A project's asgi_path is for when both interfaces are served; it is no error elsewhere.
+        if "asgi_path" not in known and not (known.get("wsgi") or known.get("django")):
+            rsgi.pop("asgi_path", None)
+        values.update(rsgi)
     values.update(env)
     values.update(flags)
     # gunicorn's rule: PORT gives the default address only when no address was set anywhere.
