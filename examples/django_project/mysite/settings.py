@@ -24,6 +24,9 @@ ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "*")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
+    # rsgi's app: `manage.py runserver` serves through rsgi (pages, websockets, the event stream),
+    # and its system checks. Before staticfiles, whose own runserver would win otherwise.
+    "rsgi",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -63,6 +66,15 @@ TEMPLATES = [
 
 WSGI_APPLICATION = "mysite.wsgi.application"
 ASGI_APPLICATION = "mysite.asgi.application"
+
+# rsgi's settings for this project, read by `manage.py runserver` and by `rsgi --django mysite`
+# (named as in a config file; RSGI_* variables and command-line flags override them). The event
+# stream goes to ASGI, where a waiting client holds no thread; the health path is answered by the
+# core, for load balancers and compose's health check.
+RSGI = {
+    "asgi_path": ["/events/"],
+    "health_path": "/-/health",
+}
 
 # Channels' layer carries chat messages between consumers. The in-memory layer only reaches
 # consumers in the same process (one worker); REDIS_URL (e.g. redis://redis:6379/0, with
