@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -220,6 +221,22 @@ def test_process_tree_with_and_without_the_autoreloader(runserver: Any) -> None:
     assert others == [worker]
     assert "RUN_MAIN" not in supervisor.environ()
     assert SERVES_BOTH in direct.wait_log("Quit the server")
+
+
+def test_a_term_to_the_reloader_parent_stops_everything_and_leaves_nothing(runserver: Any) -> None:
+    """`docker stop`, systemd: TERM to manage.py. Django's parent exits and kills the child with
+    SIGKILL; the worker and the watcher follow it (PR_SET_PDEATHSIG), and the watcher removes the
+    child's scratch directory (its logging config)."""
+    scratch = Path(tempfile.gettempdir())
+    before = set(scratch.glob("rsgi-runserver-*"))
+    server = runserver()
+    server.wait_ready()
+    (made,) = set(scratch.glob("rsgi-runserver-*")) - before
+    group = server.proc.pid
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(20) == 0
+    wait_until(lambda: group_gone(group), 20, "the child, the watcher and the worker to go")
+    wait_until(lambda: not made.exists(), 10, f"{made} to be removed")
 
 
 def test_static_files_from_the_finders_under_debug(runserver: Any) -> None:

@@ -24,10 +24,12 @@ without the child ever having (template tags, imports inside views).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import select
+import shutil
 import signal
 import sys
 import tempfile
@@ -83,6 +85,7 @@ class Command(DjangoRunserver):
     wsgi_path = ""  # what is served, for the start-up lines
     asgi_path = ""
     rsgi_config: Config | None = None
+    scratch: str | None = None  # where serve() writes its logging config (None: the temp dir)
 
     def run(self, **options: Any) -> None:
         if not options["use_reloader"]:
@@ -114,12 +117,14 @@ class Command(DjangoRunserver):
             target=autoreload.check_errors(self.prepare), kwargs=options, name="django-main-thread", daemon=True
         )
         watcher: Watcher | None = None
+        # A directory of the child's, removed when it exits, or by the watcher if it is killed.
+        self.scratch = tempfile.mkdtemp(prefix="rsgi-runserver-")
         try:
             watch_project(reloader)
             before = file_times(reloader)
             main.start()
             main.join()
-            watcher = Watcher(reloader, before)
+            watcher = Watcher(reloader, before, self.scratch)
             if self.rsgi_config is not None:  # prepared
                 code = self.serve(**options)
                 if watcher.wait_for(b"r", 0):
@@ -136,6 +141,8 @@ class Command(DjangoRunserver):
             raise
         except KeyboardInterrupt:
             pass
+        finally:
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
     # -- what is served ------------------------------------------------------------------------
 
@@ -216,13 +223,14 @@ class Command(DjangoRunserver):
         self.print_started(cfg)
         log_config = ""
         if "log_config" not in cfg.explicit:
-            log_config = logging_beside_django(cfg)
+            log_config = logging_beside_django(cfg, self.scratch)
             cfg = dataclasses.replace(cfg, log_config=log_config)
         try:
             return Supervisor(cfg).run()
         finally:
             if log_config:
-                os.unlink(log_config)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(log_config)
 
     def print_started(self, cfg: Config) -> None:
         """Django's start-up lines, and one saying that rsgi serves, how."""
@@ -297,7 +305,7 @@ def asgi_application_path() -> str:
     return f"{package}.asgi.application" if found else ""
 
 
-def logging_beside_django(cfg: Config) -> str:
+def logging_beside_django(cfg: Config, directory: str | None) -> str:
     """A --log-config file (its path) that gives rsgi's loggers their own handler instead of the root
     logger's, which rsgi takes over otherwise: Django's console handler on the "django" logger
     passes records on to the root, so they would be printed twice."""
@@ -313,7 +321,7 @@ def logging_beside_django(cfg: Config) -> str:
         # rsgi's Python loggers and the core's (named after its Rust modules: _rsgi.http.service, ...)
         "loggers": {name: {"handlers": ["rsgi"], "level": level, "propagate": False} for name in ("rsgi", "_rsgi")},
     }
-    fd, path = tempfile.mkstemp(prefix="rsgi-runserver-", suffix=".json")
+    fd, path = tempfile.mkstemp(prefix="rsgi-runserver-", suffix=".json", dir=directory)
     with os.fdopen(fd, "w") as f:
         json.dump(config, f)
     return path
@@ -329,8 +337,9 @@ class Watcher:
     file is fixed at once): its first tick compares with the times the child took (`before`: the
     project's files before loading it; then the modules it loaded)."""
 
-    def __init__(self, reloader: autoreload.BaseReloader, before: dict[Path, float]) -> None:
+    def __init__(self, reloader: autoreload.BaseReloader, before: dict[Path, float], scratch: str) -> None:
         self.parent = os.getpid()
+        self.scratch = scratch
         self.seen = b""
         baseline = list({**file_times(reloader), **before}.items())
         read, write = os.pipe()
@@ -365,7 +374,9 @@ class Watcher:
         code = 0
         try:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the server; this process follows
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            # TERM comes when the child is gone (PR_SET_PDEATHSIG): if it was killed, its scratch
+            # directory is left to this process to remove.
+            signal.signal(signal.SIGTERM, lambda *_: self._gone())
             signal.signal(signal.SIGHUP, signal.SIG_DFL)
             signal.set_wakeup_fd(-1)
             die_with_parent(self.parent)
@@ -376,6 +387,10 @@ class Watcher:
             code = 1
         finally:
             os._exit(code)
+
+    def _gone(self) -> None:
+        shutil.rmtree(self.scratch, ignore_errors=True)
+        os._exit(0)
 
     def _instrument(self, reloader: autoreload.BaseReloader, pipe: int, baseline: list[tuple[Path, float]]) -> None:
         parent = self.parent
