@@ -15,11 +15,11 @@ Django names it (so an error there is shown as Django shows it, and its file is 
 watcher process that runs Django's reloader over the modules the child loaded, then runs rsgi's
 Supervisor in its main thread, which forks the one worker with the apps preloaded. When a module
 changes, the watcher has the supervisor stop (SIGTERM: requests in flight get graceful_timeout) and
-the child exits with 3; when a file changes that Django handles without a restart (templates,
-translations), it has the supervisor start a new worker (SIGHUP), forked afresh. The watcher is a
-process rather than a thread so that the supervisor forks with no thread running, as with rsgi's
-own --reload; it also watches the *.py files of the project's apps, which the worker may import
-without the child ever having (template tags, imports inside views).
+the child exits with 3; when a template changes (Django's own server resets its template loaders
+instead of restarting), it has the supervisor start a new worker (SIGHUP), forked afresh. The
+watcher is a process rather than a thread so that the supervisor forks with no thread running, as
+with rsgi's own --reload; it also watches the *.py files of the project's apps and settings package,
+which the worker may import without the child ever having (template tags, imports inside views).
 """
 
 from __future__ import annotations
@@ -409,7 +409,12 @@ class Watcher:
             if reloader.should_stop:
                 return
             results = autoreload.file_changed.send(sender=reloader, file_path=path)
-            if any(result for _, result in results):
+            handled = [receiver for receiver, result in results if result]
+            # Django's own server resets its template loaders (or translations, or what a receiver
+            # of the project's handles) in place. A worker forked afresh from the child, which has
+            # rendered no template, has the new templates; anything else may be in the child too:
+            # a restart.
+            if handled and all(getattr(r, "__module__", "") == "django.template.autoreload" for r in handled):
                 autoreload.logger.info("%s changed, starting a new worker.", path)
                 new_worker.append(path)
             else:
