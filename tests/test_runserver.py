@@ -223,6 +223,24 @@ def test_process_tree_with_and_without_the_autoreloader(runserver: Any) -> None:
     assert SERVES_BOTH in direct.wait_log("Quit the server")
 
 
+def test_a_project_without_an_asgi_application_is_served_through_wsgi(runserver: Any, project: Path) -> None:
+    package = project / "wsgionly"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "wsgi.py").write_text("from mysite.wsgi import application  # noqa: F401\n")
+    env = settings_module(
+        project, "settings_wsgi", 'ASGI_APPLICATION = None\nWSGI_APPLICATION = "wsgionly.wsgi.application"'
+    )
+    server = runserver("--noreload", project=project, env=env)
+    assert server.wait_ready().text == "Hello, world!"
+    log = server.wait_log("Quit the server")
+    assert f"rsgi {rsgi.__version__} serves it, in one worker: through WSGI (wsgionly.wsgi.application).\n" in log
+    assert "serve the project with rsgi itself: rsgi wsgionly.wsgi:application." in log
+    # The example's RSGI asgi_path is for both interfaces: no error, no effect.
+    server.wait_log("serving rsgi.management.commands.runserver:wsgi_application (1 thread)\n")
+    assert server.get("/ws/echo/").status_code == 404  # Django's answer: there is no websocket side
+
+
 def test_a_term_to_the_reloader_parent_stops_everything_and_leaves_nothing(runserver: Any) -> None:
     """`docker stop`, systemd: TERM to manage.py. Django's parent exits and kills the child with
     SIGKILL; the worker and the watcher follow it (PR_SET_PDEATHSIG), and the watcher removes the
