@@ -1,7 +1,8 @@
 """One `Config` for every way rsgi is configured, in three parts that import in one direction:
 
 - `schema`: the frozen `Config` dataclass (every setting, its flags, env names and help) and `FIELDS`;
-- `sources`: defaults < config file < ``RSGI_*`` environment < flags, merged and validated by `build`;
+- `sources`: defaults < config file < the Django settings' ``RSGI`` dict < ``RSGI_*`` environment < flags, merged and
+  validated by `build`;
 - `core`: `Config.core()`, the frozen, normalised `CoreConfig` the Rust core takes (`core_view`).
 
 Imports run one way: errors <- core <- schema <- sources; nothing here imports the rest of rsgi.
