@@ -31,17 +31,16 @@ use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use _rsgi::config::ServerConfig;
+use _rsgi::config::{HttpVersions, ServerConfig, TrustedProxies};
 use _rsgi::http::access_log::AccessLog;
 use _rsgi::http::app::{AppResponse, Job, JobSink};
 use _rsgi::http::body::ResponseBody;
-use _rsgi::http::conn::{self, Builders, HttpVersions};
-use _rsgi::http::proxy::Trusted;
+use _rsgi::http::conn::{self, Builders};
 use _rsgi::http::request::{ConnInfo, Peer, RequestBody};
 use _rsgi::http::service::Shared;
-use _rsgi::server::scoreboard::{Slot, SLOT_SIZE};
-use _rsgi::server::shutdown::Stop;
-use _rsgi::static_files::StaticFiles;
+use _rsgi::http::static_files::StaticFiles;
+use _rsgi::scoreboard::{Slot, SLOT_SIZE};
+use _rsgi::stop::Stop;
 use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
@@ -123,8 +122,10 @@ impl Profile {
             date_header: !self.bare,
             http: HttpVersions::Auto,
             health_path: HEALTH_PATH.to_owned(),
-            proxy: self.bare.then(|| Trusted::parse("*").unwrap()),
-            ..Default::default()
+            // Proxy headers are believed only in the bare profile (a Unix peer counts as
+            // loopback, which the default list trusts).
+            trusted_proxies: self.bare.then(|| TrustedProxies::parse("*").unwrap()),
+            ..default_config().clone()
         };
         match self.limits {
             1 => cfg.max_body_size = 16,
@@ -142,6 +143,22 @@ impl Profile {
         }
         cfg
     }
+}
+
+/// The core view of `rsgi APP` with no other setting, read once from Python's `rsgi.config`
+/// (the core has no defaults of its own; `tests/support` does the same). `run.sh` puts the
+/// checkout's `python/` on `PYTHONPATH`.
+fn default_config() -> &'static ServerConfig {
+    static CONFIG: OnceLock<ServerConfig> = OnceLock::new();
+    CONFIG.get_or_init(|| {
+        use pyo3::prelude::*;
+        Python::attach(|py| {
+            let flags = pyo3::types::PyDict::new(py);
+            flags.set_item("app", "fuzz:app")?;
+            py.import("rsgi.config")?.call_method1("build", (flags,))?.call_method0("core")?.extract::<ServerConfig>()
+        })
+        .unwrap_or_else(|e| panic!("could not read rsgi's defaults from Python (is python/ on PYTHONPATH?): {e}"))
+    })
 }
 
 /// What the app saw for one request, and what it sent back.

@@ -15,7 +15,7 @@
 use std::path::{Component, PathBuf};
 use std::sync::OnceLock;
 
-use _rsgi::static_files::resolve::resolve;
+use _rsgi::http::static_files::resolve::resolve;
 use libfuzzer_sys::fuzz_target;
 
 struct Tree {
