@@ -396,6 +396,18 @@ class Raw:
         return time.monotonic() - start
 
 
+def ipv6_loopback() -> bool:
+    """Whether this machine can bind ::1 (containers often have IPv6 off)."""
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
 def have(tool: str) -> bool:
     return shutil.which(tool) is not None
 

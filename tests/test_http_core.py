@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Raw, RawResponse, Server, have, running
+from conftest import Raw, RawResponse, Server, have, ipv6_loopback, running
 
 ENV_APP = "apps.basic:environ_json"
 
@@ -770,17 +770,6 @@ def test_unix_socket_bind(serve, tmp_path):
     assert data["REMOTE_ADDR"] == ""
     assert data["HTTP_HOST"] == "localhost"
     assert r2.json()["PATH_INFO"] == "/again"
-
-
-def ipv6_loopback() -> bool:
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
 
 
 @pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback")

@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ import httpx
 import psutil
 import pytest
 import rsgi
-from conftest import DJANGO_DIR, base_env, free_port, login_admin, read_stream, wait_until
+from conftest import DJANGO_DIR, base_env, free_port, ipv6_loopback, login_admin, read_stream, wait_until
 from websockets.sync.client import connect
 
 # What every server of this file logs once it serves the example through both interfaces.
@@ -312,17 +311,6 @@ def test_a_code_change_restarts_the_server_and_a_template_change_replaces_the_wo
 def worker_pids(server: Runserver) -> list[int]:
     """The pids rsgi's worker lines name ("[pid] [INFO] rsgi.worker: worker serving ...")."""
     return [int(pid) for pid in re.findall(r"\[(\d+)\] \[INFO\] rsgi\.worker: worker serving", server.log())]
-
-
-def ipv6_loopback() -> bool:
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
 
 
 @pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback here")
