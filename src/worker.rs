@@ -66,6 +66,7 @@ impl Worker {
             }
         };
         let server = Server::start(config, &fds, queue, slot).map_err(Error::from)?;
+        slot.mark_ready();
         let mut reopen = server.reopen_events();
         server.handle().spawn(async move {
             while reopen.changed().await.is_ok() {

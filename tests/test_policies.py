@@ -254,6 +254,14 @@ def test_eight_quick_deaths_in_a_row_are_a_crash_loop() -> None:
     assert r.quick_deaths == 8
 
 
+def test_a_worker_that_never_served_died_at_boot_however_long_it_took() -> None:
+    """A segfault while importing the app on a loaded machine may take longer than QUICK_DEATH; it
+    is still a failure to boot (it was once counted as a real run, so the crash loop never ended)."""
+    r = Restarts()
+    verdicts = [r.died(lived=QUICK_DEATH + 0.4, now=NOW + i, ready=False) for i in range(CRASH_LOOP)]
+    assert verdicts == [False] * 7 + [True]
+
+
 def test_a_worker_that_lived_resets_the_count() -> None:
     r = Restarts()
     for i in range(CRASH_LOOP - 1):

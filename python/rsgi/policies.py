@@ -181,9 +181,11 @@ class Restarts:
     # No worker is forked before this (monotonic seconds).
     next_spawn: float = field(default=0.0)
 
-    def died(self, lived: float, now: float) -> bool:
-        """Counts a crash of a worker that ran `lived` seconds; True when that makes a crash loop."""
-        if lived >= QUICK_DEATH:
+    def died(self, lived: float, now: float, ready: bool = True) -> bool:
+        """Counts a crash of a worker that ran `lived` seconds, and got as far as serving if
+        `ready`; True when that makes a crash loop. A worker that never served died at boot
+        however long it took (a slow import on a loaded machine is still a failure to boot)."""
+        if ready and lived >= QUICK_DEATH:
             self.quick_deaths = 0
             return False
         self.quick_deaths += 1

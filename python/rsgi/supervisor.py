@@ -219,6 +219,8 @@ class Supervisor:
                 continue
             child = self.children.pop(pid, None)
             code = os.waitstatus_to_exitcode(status)
+            # Without a scoreboard slot there is no readiness to read: judged by time alone.
+            ready = child is None or child.slot is None or self.scoreboard.ready(child.slot)
             if child is not None and child.slot is not None:
                 self.totals.worker_exited(self.scoreboard.metrics(child.slot))
                 self.scoreboard.give_back(child.slot)
@@ -240,7 +242,7 @@ class Supervisor:
             how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
             hint = " (perhaps out of memory?)" if code == -signal.SIGKILL else ""
             log.error("worker %d %s%s after %.1fs; starting a new one", pid, how, hint, lived)
-            if self.restarts.died(lived, now):
+            if self.restarts.died(lived, now, ready):
                 log.error("workers keep dying at boot (%d in a row); shutting down", self.restarts.quick_deaths)
                 self.stop(signal.SIGTERM, code=1)
 

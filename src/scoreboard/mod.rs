@@ -7,7 +7,7 @@
 //!
 //! Layout of one worker's slot (little-endian u64s, then fixed-size thread entries):
 //!   0  requests completed
-//!   8  reserved
+//!   8  ready: 1 once the worker's core serves (its app imported, its listeners taken)
 //!   64 + 128·i  thread i: busy-since (CLOCK_MONOTONIC ms, 0 = idle), then the request line
 //!               (1 length byte + up to 119 bytes), informational only.
 //!   4096..      request metrics (see `metrics.rs`)
@@ -55,6 +55,13 @@ impl Slot {
         // SAFETY: `base` points at a live, 8-byte aligned SLOT_SIZE region of a shared mapping
         // that is never unmapped while the worker runs; offsets stay inside the slot.
         Some(unsafe { AtomicU64::from_ptr((self.base + offset) as *mut u64) })
+    }
+
+    /// The worker's core serves: a death from now on is not a failure to boot.
+    pub fn mark_ready(&self) {
+        if let Some(w) = self.word(8) {
+            w.store(1, Ordering::Release);
+        }
     }
 
     pub fn request_done(&self) {
@@ -191,6 +198,11 @@ impl Scoreboard {
         Ok(SlotHandle { map: self.map.clone(), index: i })
     }
 
+    /// Whether the worker in slot `i` got as far as serving (see `Slot::mark_ready`).
+    fn ready(&self, i: usize) -> PyResult<bool> {
+        Ok(self.map.slot(i)?.load(8) != 0)
+    }
+
     /// Requests the worker in slot `i` has completed.
     fn requests(&self, i: usize) -> PyResult<u64> {
         Ok(self.map.slot(i)?.requests())
@@ -295,6 +307,9 @@ mod board_tests {
         let i = board.take().unwrap();
         let handle = board.slot(i).unwrap();
         let slot = handle.slot();
+        assert!(!board.ready(i).unwrap());
+        slot.mark_ready();
+        assert!(board.ready(i).unwrap());
         slot.request_done();
         slot.busy(1, format_args!("GET /stuck"));
         slot.refused(metrics::Refusal::Overload);
