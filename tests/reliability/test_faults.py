@@ -275,8 +275,10 @@ def test_sigterm_under_load_drains_every_request_already_sent(serve: StartServer
 # -- workers that die at boot ---------------------------------------------------------------------
 
 # Long enough for the supervisor's rule (8 quick deaths in a row, with the restart delay doubling
-# from 0.2 s) with two workers, which take turns dying; the fixture returns as soon as both exit.
-BOOT_WINDOW = 15.0
+# from 0.2 s) with two workers, which take turns dying: about 8.4 s of delays plus four boots,
+# which take 0.7-1.4 s each on a loaded 2-core machine (15 s was once too short there). The
+# fixture returns as soon as both servers exit, so the margin costs nothing.
+BOOT_WINDOW = 30.0
 BOOT_CASES = {
     # The app segfaults while a worker imports it (no preload: only workers import it).
     "segv-on-import": ([], "was killed by SIGSEGV"),
