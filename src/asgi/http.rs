@@ -15,12 +15,13 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{send_or_wait, AsgiContext, SendWaiter};
+use super::{send_or_wait, AsgiContext};
 use crate::bridge::awaitable::{done, ready};
 use crate::bridge::event_loop::{LoopEvent, Resolve};
 use crate::bridge::log;
 use crate::bridge::stream::Progress;
 use crate::bridge::stream::STREAM_BUFFER;
+use crate::bridge::waiter::Waiter;
 use crate::http::app::{AppResponse, Closed};
 use crate::http::body::{Chunk, ResponseBody};
 use crate::http::request::RequestBody;
@@ -32,7 +33,10 @@ const BODY_CHUNK: usize = 256 * 1024;
 pub struct HttpState {
     closed: Arc<Closed>,
     inner: Mutex<Inner>,
-    send_waiter: Arc<SendWaiter>,
+    /// What `receive()` awaits once the body is delivered: the disconnect.
+    receive: Waiter,
+    /// What a `send()` held back by a slow client awaits.
+    sent: Arc<Waiter>,
 }
 
 #[derive(Default)]
@@ -42,7 +46,6 @@ struct Inner {
     start: Option<(StatusCode, HeaderMap)>,
     stream: Option<mpsc::Sender<Chunk>>,
     complete: bool,
-    disconnect_waiter: Option<Py<PyAny>>,
 }
 
 /// The client is gone (or the response was fully written): wake a pending `receive()`.
@@ -50,20 +53,7 @@ struct Disconnected(Arc<HttpState>);
 
 impl Resolve for Disconnected {
     fn resolve(&self, py: Python<'_>) {
-        let waiter = crate::sync::lock(&self.0.inner).disconnect_waiter.take();
-        if let Some(fut) = waiter {
-            set_result(py, fut.bind(py), disconnect_message(py));
-        }
-    }
-}
-
-/// Resolves an asyncio future unless the app already cancelled it.
-pub(super) fn set_result(py: Python<'_>, fut: &Bound<'_, PyAny>, value: Bound<'_, PyAny>) {
-    let pending = fut.call_method0(intern!(py, "done")).and_then(|d| d.is_truthy()).map(|done| !done);
-    if let Ok(true) = pending {
-        if let Err(e) = fut.call_method1(intern!(py, "set_result"), (value,)) {
-            e.print(py);
-        }
+        self.0.receive.wake(py, || Ok(Some(disconnect_message(py))));
     }
 }
 
@@ -87,7 +77,8 @@ impl HttpProtocol {
         closed: Arc<Closed>,
     ) -> Self {
         let inner = Inner { body: Some(body), reply: Some(reply), ..Default::default() };
-        Self { state: Arc::new(HttpState { closed, inner: Mutex::new(inner), send_waiter: Default::default() }), ctx }
+        let state = HttpState { closed, inner: Mutex::new(inner), receive: Waiter::default(), sent: Arc::default() };
+        Self { state: Arc::new(state), ctx }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -97,7 +88,7 @@ impl HttpProtocol {
     /// Queues a chunk (waiting when the client is slow). A client that left makes it a no-op,
     /// as uvicorn does: an app streaming to nobody is not an error.
     fn push<'py>(&self, py: Python<'py>, tx: &mpsc::Sender<Chunk>, data: Bytes) -> PyResult<Bound<'py, PyAny>> {
-        match send_or_wait(py, &self.ctx, tx, Ok(data), &self.state.send_waiter)? {
+        match send_or_wait(py, &self.ctx, tx, Ok(data), &self.state.sent)? {
             Some(awaitable) => Ok(awaitable),
             None => done(py),
         }
@@ -132,22 +123,16 @@ impl HttpProtocol {
         if let Some(msg) = Self::next_body_message(py, &mut inner)? {
             return ready(py, msg.into_any());
         }
+        drop(inner);
         if self.state.closed.is_closed() {
             return ready(py, disconnect_message(py));
         }
-        if let Some(fut) = &inner.disconnect_waiter {
-            return Ok(fut.bind(py).clone());
-        }
-        let fut = self.ctx.create_future.bind(py).call0()?;
-        inner.disconnect_waiter = Some(fut.clone().unbind());
-        drop(inner);
         let (queue, state) = (self.ctx.queue.clone(), self.state.clone());
         let hook = Box::new(move || queue.push(LoopEvent::Resolve(Arc::new(Disconnected(state)))));
-        if !self.state.closed.on_close(hook) {
-            self.lock().disconnect_waiter = None;
-            return ready(py, disconnect_message(py));
+        match self.state.receive.wait(py, &self.ctx.create_future, || self.state.closed.on_close(hook))? {
+            Some(fut) => Ok(fut),
+            None => ready(py, disconnect_message(py)), // already closed
         }
-        Ok(fut)
     }
 
     fn send<'py>(&self, py: Python<'py>, message: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
@@ -238,10 +223,10 @@ impl HttpProtocol {
     #[pyo3(signature = (exc = None))]
     fn complete(&self, py: Python<'_>, exc: Option<Bound<'_, PyAny>>) {
         self.state.closed.clear_hook();
-        self.state.send_waiter.clear();
+        self.state.sent.clear();
+        self.state.receive.clear();
         let (reply, stream, complete) = {
             let mut inner = self.lock();
-            inner.disconnect_waiter = None;
             (inner.reply.take(), inner.stream.take(), inner.complete)
         };
         let problem = match (&exc, complete) {

@@ -7,12 +7,12 @@ pub mod websocket;
 
 use std::sync::Arc;
 
-use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::bridge::event_loop::{LoopEvent, LoopQueue};
 use crate::bridge::log;
+use crate::bridge::waiter::{set_result, Waiter};
 use crate::http::app::Job;
 use crate::scoreboard::Slot;
 
@@ -27,42 +27,20 @@ pub(crate) fn send_or_wait<'py, T: Send + 'static>(
     ctx: &AsgiContext,
     tx: &tokio::sync::mpsc::Sender<T>,
     item: T,
-    waiter: &Arc<SendWaiter>,
+    waiter: &Arc<Waiter>,
 ) -> PyResult<Option<Bound<'py, PyAny>>> {
     use tokio::sync::mpsc::error::TrySendError;
     match tx.try_send(item) {
         Ok(()) => Ok(Some(crate::bridge::awaitable::done(py)?)),
         Err(TrySendError::Closed(_)) => Ok(None),
         Err(TrySendError::Full(item)) => {
-            let fut = ctx.create_future.bind(py).call0()?;
-            *crate::sync::lock(&waiter.0) = Some(fut.clone().unbind());
+            let fut = waiter.park(py, &ctx.create_future)?;
             let (tx, queue, woken) = (tx.clone(), ctx.queue.clone(), waiter.clone());
             ctx.runtime.spawn(async move {
                 let _ = tx.send(item).await;
                 queue.push(LoopEvent::Resolve(woken));
             });
             Ok(Some(fut))
-        }
-    }
-}
-
-/// The future a `send()` held back by backpressure awaits (one per request or websocket, shared
-/// by the HTTP and WebSocket protocols); resolved with None once tokio has queued the item.
-#[derive(Default)]
-pub(crate) struct SendWaiter(std::sync::Mutex<Option<Py<PyAny>>>);
-
-impl SendWaiter {
-    /// The app is done: nothing will await the future any more.
-    pub(crate) fn clear(&self) {
-        *crate::sync::lock(&self.0) = None;
-    }
-}
-
-impl crate::bridge::event_loop::Resolve for SendWaiter {
-    fn resolve(&self, py: Python<'_>) {
-        let waiter = crate::sync::lock(&self.0).take();
-        if let Some(fut) = waiter {
-            http::set_result(py, fut.bind(py), py.None().into_bound(py));
         }
     }
 }
@@ -169,12 +147,7 @@ impl AsgiBridge {
             match event {
                 LoopEvent::Request(job) => self.start(py, job),
                 LoopEvent::Resolve(r) => r.resolve(py),
-                LoopEvent::Stopped => {
-                    let fut = self.stopped.bind(py);
-                    if let Ok(false) = fut.call_method0(intern!(py, "done")).and_then(|d| d.is_truthy()) {
-                        let _ = fut.call_method1(intern!(py, "set_result"), (py.None(),));
-                    }
-                }
+                LoopEvent::Stopped => set_result(py, self.stopped.bind(py), py.None().into_bound(py)),
             }
         }
     }

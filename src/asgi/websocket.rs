@@ -14,11 +14,12 @@ use pyo3::types::{PyBytes, PyDict, PyString};
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::http::{parse_headers, required, set_result};
-use super::{send_or_wait, AsgiContext, SendWaiter};
+use super::http::{parse_headers, required};
+use super::{send_or_wait, AsgiContext};
 use crate::bridge::awaitable::{done, ready};
 use crate::bridge::event_loop::{LoopEvent, Resolve};
 use crate::bridge::log;
+use crate::bridge::waiter::Waiter;
 use crate::http::app::AppResponse;
 use crate::http::body::ResponseBody;
 use crate::http::response::set_length;
@@ -27,7 +28,10 @@ use crate::http::websocket::{close_frame, Incoming, WsConn};
 pub struct WsState {
     conn: Arc<WsConn>,
     inner: Mutex<Inner>,
-    send_waiter: Arc<SendWaiter>,
+    /// What `receive()` awaits while no message is queued.
+    receive: Waiter,
+    /// What a `send()` held back by a slow client awaits.
+    sent: Arc<Waiter>,
 }
 
 #[derive(Default)]
@@ -42,7 +46,6 @@ struct Inner {
     /// Denial response under construction (websocket.http.response.start seen).
     denial: Option<(StatusCode, HeaderMap)>,
     denial_body: bytes::BytesMut,
-    receive_waiter: Option<Py<PyAny>>,
 }
 
 /// A message arrived (or the client left): hand it to the waiting `receive()`.
@@ -50,14 +53,8 @@ struct MessageReady(Arc<WsState>);
 
 impl Resolve for MessageReady {
     fn resolve(&self, py: Python<'_>) {
-        let waiter = crate::sync::lock(&self.0.inner).receive_waiter.take();
-        let Some(fut) = waiter else { return };
-        if let Some(m) = self.0.conn.pop() {
-            match message_dict(py, m) {
-                Ok(msg) => set_result(py, fut.bind(py), msg.into_any()),
-                Err(e) => e.print(py),
-            }
-        }
+        let conn = &self.0.conn;
+        self.0.receive.wake(py, || conn.pop().map(|m| message_dict(py, m).map(Bound::into_any)).transpose());
     }
 }
 
@@ -90,7 +87,8 @@ pub struct WebSocketProtocol {
 impl WebSocketProtocol {
     pub fn new(ctx: Arc<AsgiContext>, conn: Arc<WsConn>, reply: oneshot::Sender<AppResponse>, accept: String) -> Self {
         let inner = Inner { reply: Some(reply), accept, ..Default::default() };
-        Self { state: Arc::new(WsState { conn, inner: Mutex::new(inner), send_waiter: Default::default() }), ctx }
+        let state = WsState { conn, inner: Mutex::new(inner), receive: Waiter::default(), sent: Arc::default() };
+        Self { state: Arc::new(state), ctx }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -100,7 +98,7 @@ impl WebSocketProtocol {
     /// Queues a frame for the client (waiting when it reads slowly). Unlike HTTP, sending on a
     /// closed websocket is an error the app must see (ASGI spec: an `OSError`).
     fn out<'py>(&self, py: Python<'py>, m: Message) -> PyResult<Bound<'py, PyAny>> {
-        send_or_wait(py, &self.ctx, &self.state.conn.out, m, &self.state.send_waiter)?
+        send_or_wait(py, &self.ctx, &self.state.conn.out, m, &self.state.sent)?
             .ok_or_else(|| PyOSError::new_err("the websocket is closed"))
     }
 
@@ -124,22 +122,17 @@ impl WebSocketProtocol {
         if let Some(m) = self.state.conn.pop() {
             return ready(py, message_dict(py, m)?.into_any());
         }
-        if let Some(fut) = &inner.receive_waiter {
-            return Ok(fut.bind(py).clone());
-        }
-        let fut = self.ctx.create_future.bind(py).call0()?;
-        inner.receive_waiter = Some(fut.clone().unbind());
         drop(inner);
         let (queue, state) = (self.ctx.queue.clone(), self.state.clone());
         let hook = Box::new(move || queue.push(LoopEvent::Resolve(Arc::new(MessageReady(state)))));
-        if !self.state.conn.on_message(hook) {
-            // A message arrived in between: deliver it now.
-            self.lock().receive_waiter = None;
-            if let Some(m) = self.state.conn.pop() {
-                return ready(py, message_dict(py, m)?.into_any());
-            }
+        if let Some(fut) = self.state.receive.wait(py, &self.ctx.create_future, || self.state.conn.on_message(hook))? {
+            return Ok(fut);
         }
-        Ok(fut)
+        // A message arrived in between: deliver it now.
+        match self.state.conn.pop() {
+            Some(m) => ready(py, message_dict(py, m)?.into_any()),
+            None => Err(PyRuntimeError::new_err("websocket message vanished")),
+        }
     }
 
     fn send<'py>(&self, py: Python<'py>, message: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
@@ -258,10 +251,10 @@ impl WebSocketProtocol {
     /// Called once when the app's coroutine ends (with its exception, if any).
     #[pyo3(signature = (exc = None))]
     fn complete(&self, py: Python<'_>, exc: Option<Bound<'_, PyAny>>) {
-        self.state.send_waiter.clear();
+        self.state.sent.clear();
+        self.state.receive.clear();
         let (accepted, closed, reply) = {
             let mut inner = self.lock();
-            inner.receive_waiter = None;
             (inner.accepted, inner.closed, inner.reply.take())
         };
         let failed = exc.as_ref().is_some_and(|e| !super::http::is_cancelled(py, e));

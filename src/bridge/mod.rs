@@ -16,6 +16,7 @@ pub mod convert;
 pub mod event_loop;
 pub mod log;
 pub mod stream;
+pub mod waiter;
 
 use crossbeam_channel::{select, Receiver, TryRecvError};
 use pyo3::Python;
