@@ -175,8 +175,8 @@ enum State {
     Off,
 }
 
-/// The framing follower. Line-oriented states keep the first `LINE_KEEP` bytes of the current
-/// line; body states skip bytes without looking at them.
+/// The framing follower. Line-oriented states look at each line (keeping the first `LINE_KEEP`
+/// bytes of one split across reads); body states skip bytes without looking at them.
 #[derive(Debug, Default)]
 struct Framing {
     state: State,
@@ -246,8 +246,13 @@ impl Framing {
                         None => (data, &[][..], false),
                     };
                     data = rest;
-                    let keep = LINE_KEEP.saturating_sub(self.line.len()).min(part.len());
-                    self.line.extend_from_slice(part.get(..keep).unwrap_or_default());
+                    // A line that lies whole inside this read (nearly every line) is looked at
+                    // where it is; only one split across reads is kept, up to `LINE_KEEP` bytes.
+                    let whole = ends && self.line_len == 0;
+                    if !whole {
+                        let keep = LINE_KEEP.saturating_sub(self.line.len()).min(part.len());
+                        self.line.extend_from_slice(part.get(..keep).unwrap_or_default());
+                    }
                     self.line_len += part.len();
                     // The byte before this piece's last one (before the LF, when the line ends).
                     let before_last = part.len().checked_sub(2).and_then(|i| part.get(i)).copied();
@@ -261,9 +266,14 @@ impl Framing {
                         }
                     }
                     if ends {
-                        let line = std::mem::take(&mut self.line);
-                        let refused = self.line_done(&line, crlf);
-                        self.line = line;
+                        let refused = if whole {
+                            self.line_done(part, crlf)
+                        } else {
+                            let line = std::mem::take(&mut self.line);
+                            let refused = self.line_done(&line, crlf);
+                            self.line = line;
+                            refused
+                        };
                         self.line.clear();
                         self.line_len = 0;
                         self.last = 0;
