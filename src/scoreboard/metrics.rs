@@ -158,6 +158,11 @@ impl Slot {
         self.sub(CONNS_OPEN, 1);
     }
 
+    /// The open-connections gauge (0 if it reads below zero while an add and a sub race).
+    pub(super) fn connections_open(&self) -> u64 {
+        self.metric(CONNS_OPEN).map_or(0, |w| (w.load(Ordering::Relaxed) as i64).max(0) as u64)
+    }
+
     pub fn websocket_opened(&self) {
         self.add(WS_OPEN, 1);
         self.add(WS_TOTAL, 1);

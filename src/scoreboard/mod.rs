@@ -5,9 +5,12 @@
 //! a few atomic adds. The layout is written only here: Python gets slot numbers, handles and
 //! named readings, never an address or an offset.
 //!
-//! Layout of one worker's slot (little-endian u64s, then fixed-size thread entries):
+//! The mapping starts with one page for the whole board:
+//!   0  slots handed out so far (a high-water mark: workers look at siblings below it)
+//! then one slot per worker. Layout of a slot (little-endian u64s, then fixed-size thread entries):
 //!   0  requests completed
 //!   8  ready: 1 once the worker's core serves (its app imported, its listeners taken)
+//!   16 accepting: 1 while the worker's core accepts connections (0 once a stop begins)
 //!   64 + 128·i  thread i: busy-since (CLOCK_MONOTONIC ms, 0 = idle), then the request line
 //!               (1 length byte + up to 119 bytes), informational only.
 //!   4096..      request metrics (see `metrics.rs`)
@@ -21,6 +24,10 @@ use pyo3::exceptions::PyIndexError;
 use pyo3::prelude::*;
 
 pub const SLOT_SIZE: usize = 8192;
+/// The board's own page, before slot 0.
+const BOARD_HEADER: usize = 4096;
+const READY: usize = 8;
+const ACCEPTING: usize = 16;
 const HEADER: usize = 64;
 const ENTRY: usize = 128;
 /// Thread entries fill the first page; the second holds the request metrics (`metrics.rs`).
@@ -31,6 +38,8 @@ const LINE: usize = ENTRY - 8 - 1;
 #[derive(Clone, Copy)]
 pub struct Slot {
     base: usize,
+    /// The board this slot is part of (0: none, or a slot on its own).
+    board: usize,
 }
 
 /// Milliseconds on CLOCK_MONOTONIC, the clock the supervisor reads too (`time.monotonic()`).
@@ -45,7 +54,7 @@ impl Slot {
     /// `base` is the address of this worker's slot inside the supervisor's shared mapping
     /// (0: no scoreboard). The mapping outlives the worker process.
     pub fn new(base: usize) -> Self {
-        Self { base }
+        Self { base, board: 0 }
     }
 
     pub(super) fn word(&self, offset: usize) -> Option<&AtomicU64> {
@@ -59,9 +68,36 @@ impl Slot {
 
     /// The worker's core serves: a death from now on is not a failure to boot.
     pub fn mark_ready(&self) {
-        if let Some(w) = self.word(8) {
+        if let Some(w) = self.word(READY) {
             w.store(1, Ordering::Release);
         }
+    }
+
+    /// Whether the worker's core takes new connections (siblings balance against those that do).
+    pub fn set_accepting(&self, accepting: bool) {
+        if let Some(w) = self.word(ACCEPTING) {
+            w.store(u64::from(accepting), Ordering::Release);
+        }
+    }
+
+    /// Connections open in this worker, in all accepting workers of the board (this one
+    /// included), and how many those are. None without a board.
+    pub fn connection_share(&self) -> Option<(u64, u64, u64)> {
+        if self.board == 0 {
+            return None;
+        }
+        // SAFETY: `board` is the start of the live mapping this slot belongs to; word 0 of its
+        // header page is the high-water mark, stored by the supervisor.
+        let handed_out = unsafe { AtomicU64::from_ptr(self.board as *mut u64) }.load(Ordering::Acquire) as usize;
+        let (mut total, mut accepting) = (0u64, 0u64);
+        for i in 0..handed_out {
+            let sibling = Slot { base: self.board + BOARD_HEADER + i * SLOT_SIZE, board: self.board };
+            if sibling.load(ACCEPTING) != 0 {
+                total += sibling.connections_open();
+                accepting += 1;
+            }
+        }
+        Some((self.connections_open(), total, accepting))
     }
 
     pub fn request_done(&self) {
@@ -125,8 +161,12 @@ struct Mapping {
 }
 
 impl Mapping {
+    fn len(slots: usize) -> Option<usize> {
+        slots.checked_mul(SLOT_SIZE)?.checked_add(BOARD_HEADER)
+    }
+
     fn new(slots: usize) -> std::io::Result<Self> {
-        let len = slots.checked_mul(SLOT_SIZE).ok_or(std::io::ErrorKind::InvalidInput)?;
+        let len = Self::len(slots).ok_or(std::io::ErrorKind::InvalidInput)?;
         // SAFETY: a fresh anonymous mapping; no existing memory is touched.
         let base = unsafe {
             libc::mmap(
@@ -148,14 +188,20 @@ impl Mapping {
         if i >= self.slots {
             return Err(PyIndexError::new_err(format!("no scoreboard slot {i}")));
         }
-        Ok(Slot::new(self.base + i * SLOT_SIZE))
+        Ok(Slot { base: self.base + BOARD_HEADER + i * SLOT_SIZE, board: self.base })
+    }
+
+    /// Slot `i` is handed out: siblings look at slots up to it from now on.
+    fn handing_out(&self, i: usize) {
+        // SAFETY: word 0 of the board's header page of this live mapping.
+        unsafe { AtomicU64::from_ptr(self.base as *mut u64) }.fetch_max(i as u64 + 1, Ordering::AcqRel);
     }
 }
 
 impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: the mapping made in `new`, unmapped once, when no handle can reach it.
-        unsafe { libc::munmap(self.base as *mut libc::c_void, self.slots * SLOT_SIZE) };
+        unsafe { libc::munmap(self.base as *mut libc::c_void, Self::len(self.slots).unwrap_or(0)) };
     }
 }
 
@@ -183,11 +229,14 @@ impl Scoreboard {
         if let Ok(slot) = self.map.slot(i) {
             slot.clear();
         }
+        self.map.handing_out(i);
         Some(i)
     }
 
+    /// The worker in slot `i` is gone (its readings taken): zeroed, so siblings stop counting it.
     fn give_back(&self, i: usize) {
-        if i < self.map.slots {
+        if let Ok(slot) = self.map.slot(i) {
+            slot.clear();
             crate::sync::lock(&self.free).push(i);
         }
     }
@@ -200,7 +249,7 @@ impl Scoreboard {
 
     /// Whether the worker in slot `i` got as far as serving (see `Slot::mark_ready`).
     fn ready(&self, i: usize) -> PyResult<bool> {
-        Ok(self.map.slot(i)?.load(8) != 0)
+        Ok(self.map.slot(i)?.load(READY) != 0)
     }
 
     /// Requests the worker in slot `i` has completed.
@@ -323,5 +372,26 @@ mod board_tests {
         board.give_back(i);
         let again = board.take().unwrap();
         assert_eq!(board.requests(again).unwrap(), 0, "a slot taken again is zeroed");
+    }
+
+    #[test]
+    fn a_worker_sees_its_accepting_siblings_connections() {
+        let board = Scoreboard::new(8).unwrap();
+        let slots: Vec<Slot> = (0..3).map(|_| board.slot(board.take().unwrap()).unwrap().slot()).collect();
+        assert_eq!(Slot::new(0).connection_share(), None, "no board, no siblings");
+        assert_eq!(slots[0].connection_share(), Some((0, 0, 0)), "nobody accepts yet");
+        for s in &slots {
+            s.set_accepting(true);
+        }
+        for _ in 0..5 {
+            slots[0].connection_opened();
+        }
+        slots[1].connection_opened();
+        slots[2].connection_opened(); // a draining worker's connections don't count
+        slots[2].set_accepting(false);
+        assert_eq!(slots[0].connection_share(), Some((5, 6, 2)));
+        assert_eq!(slots[1].connection_share(), Some((1, 6, 2)));
+        board.give_back(1); // gone: zeroed, so no longer accepting
+        assert_eq!(slots[0].connection_share(), Some((5, 5, 1)));
     }
 }
