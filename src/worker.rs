@@ -106,6 +106,12 @@ impl Worker {
         AsgiBridge::new(py, queue, runtime, app, &event_loop, run_http, state, stopped, &self.root_path, self.slot)
     }
 
+    /// `--drain-delay`: from now on the health path answers 503 and every response closes its
+    /// connection, while the worker keeps accepting and serving until it is stopped.
+    fn unready(&self) {
+        crate::http::service::mark_unready();
+    }
+
     /// Starts a graceful stop (as SIGTERM does), or a fast one.
     #[pyo3(signature = (fast = false))]
     fn stop(&self, fast: bool) {

@@ -274,11 +274,28 @@ fn join_cookies(headers: &mut http::HeaderMap) {
     }
 }
 
-/// `--health-path`: 200 while this worker accepts requests, 503 once it is draining (so a load
-/// balancer stops sending it traffic). Answered without the app, so it also shows the core is up
-/// when every Python thread is busy.
+/// Set by `Worker.unready()` when `--drain-delay` begins: the worker still accepts and serves, but
+/// asks to be taken out of rotation as a draining one does. Process-wide, since a process runs one
+/// worker: `Worker` never sees the `Shared` its server builds, so this stays a two-line change.
+static UNREADY: AtomicBool = AtomicBool::new(false);
+
+/// Marks this process's worker unready (see `UNREADY`); there is no way back.
+pub fn mark_unready() {
+    UNREADY.store(true, Ordering::Relaxed);
+}
+
+impl Shared {
+    /// Whether clients should go elsewhere: the worker is draining, or unready (`UNREADY`).
+    fn leaving(&self) -> bool {
+        self.draining.load(Ordering::Relaxed) || UNREADY.load(Ordering::Relaxed)
+    }
+}
+
+/// `--health-path`: 200 while this worker accepts requests, 503 once it is draining or unready
+/// (so a load balancer stops sending it traffic). Answered without the app, so it also shows the
+/// core is up when every Python thread is busy.
 fn health(shared: &Shared) -> Response<ResponseBody> {
-    let status = if shared.draining.load(Ordering::Relaxed) { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    let status = if shared.leaving() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     let mut resp = response::plain(status, false);
     resp.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
@@ -286,7 +303,7 @@ fn health(shared: &Shared) -> Response<ResponseBody> {
 
 fn finish(mut resp: Response<ResponseBody>, shared: &Shared) -> Response<ResponseBody> {
     response::finish(&mut resp, shared.cfg.server_header);
-    if shared.draining.load(Ordering::Relaxed) {
+    if shared.leaving() {
         resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
     }
     resp
