@@ -11,7 +11,7 @@ import socket
 import threading
 from typing import Any
 
-from . import sync_calls
+from . import drain, sync_calls
 from ._rsgi import SlotHandle, Worker
 from .config import Config
 from .lifespan import Lifespan
@@ -88,9 +88,15 @@ def _is_asgi2(app: Any) -> bool:
 
 
 def serve(
-    cfg: Config, sockets: list[socket.socket], app: Any, slot: SlotHandle | None = None, wsgi: Any = None
+    cfg: Config,
+    sockets: list[socket.socket],
+    app: Any,
+    slot: SlotHandle | None = None,
+    wsgi: Any = None,
+    drain_notice: int = -1,
 ) -> bool:
-    """Run the worker until it has drained. False if the lifespan startup failed.
+    """Run the worker until it has drained. False if the lifespan startup failed. `drain_notice`:
+    see `worker.run`.
 
     With `wsgi` = (WSGI app, base environ) the worker serves both interfaces: `--threads` Python
     threads take the WSGI requests while this thread runs the event loop (the core decides which
@@ -103,6 +109,7 @@ def serve(
         if not loop.run_until_complete(lifespan.startup()):
             return False
         worker = Worker(cfg.core(), [s.fileno() for s in sockets], "dual" if wsgi else "asgi", slot)
+        drain.follow(worker, drain_notice)
         for s in sockets:
             s.close()
         # Scoreboard entry 0 is the loop's heartbeat; WSGI threads use 1..threads.

@@ -1,7 +1,7 @@
 """What the supervisor does once, before its loop: logging, the environment (--env-file, --env),
-the umask, the listening sockets, the metrics listener and the preloaded app; then the pid file
-once the signal handlers are in place. A step that fails logs why and raises BootFailed with the
-exit code the server stops with."""
+the umask, the listening sockets (those systemd passed, then those it binds), the metrics listener
+and the preloaded app; then the pid file once the signal handlers are in place. A step that fails
+logs why and raises BootFailed with the exit code the server stops with."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import logs, metrics, sockets, worker
+from . import logs, metrics, sockets, systemd, worker
 from .config import Config
 from .importer import AppLoadError, load, prepare_path
 
@@ -59,13 +59,25 @@ def boot(cfg: Config, collector: Callable[[], metrics.Collector]) -> Booted:
         log.warning("%s is accepted for compatibility but not implemented yet; it has no effect", name)
     prepare_path(cfg)
     booted = Booted()
+    scheme = "https" if cfg.certfile else "http"
     try:
-        booted.sockets = [sockets.bind(a, cfg.backlog) for a in cfg.binds()]
-    except (OSError, ValueError) as e:
-        log.error("could not bind %s: %s", " ".join(cfg.binds()), e)
+        passed = systemd.listen_fds(os.environ)
+    except ValueError as e:
+        log.error("socket activation: %s", e)
         raise BootFailed(1) from e
-    for s in booted.sockets:
-        log.info("listening on %s", sockets.describe(s, "https" if cfg.certfile else "http"))
+    for p in passed:
+        name = f" {p.name!r}" if p.name else ""
+        log.info("listening on %s (socket%s passed by systemd)", sockets.describe(p.sock, scheme), name)
+    # With sockets passed, only an explicit --bind adds more (no default 127.0.0.1:8000).
+    addresses = cfg.binds(fallback=not passed)
+    try:
+        bound = [sockets.bind(a, cfg.backlog) for a in addresses]
+    except (OSError, ValueError) as e:
+        log.error("could not bind %s: %s", " ".join(addresses), e)
+        raise BootFailed(1) from e
+    for s in bound:
+        log.info("listening on %s", sockets.describe(s, scheme))
+    booted.sockets = [p.sock for p in passed] + bound
     if cfg.metrics_bind:
         try:
             booted.metrics = metrics.Endpoint(cfg.metrics_bind, collector())
@@ -73,7 +85,8 @@ def boot(cfg: Config, collector: Callable[[], metrics.Collector]) -> Booted:
             log.error("--metrics-bind %s: %s", cfg.metrics_bind, e)
             raise BootFailed(1) from e
         log.info("metrics on http://%s/metrics", cfg.metrics_bind)
-    booted.unix_paths = [s.getsockname() for s in booted.sockets if s.family == socket.AF_UNIX]
+    # Socket files rsgi made; systemd's own are systemd's to remove.
+    booted.unix_paths = [s.getsockname() for s in bound if s.family == socket.AF_UNIX]
     if cfg.preload:
         try:
             booted.app = load(cfg)

@@ -1,8 +1,9 @@
 """The supervisor's loop: forks the workers, replaces one that dies, acts on signals, recycles
-and kills workers as the policies say, serves --metrics-bind, and stops the workers gracefully.
-It never serves the app's requests itself and runs no threads (so forking is safe): everything
-happens in one loop that waits on a signal pipe and the metrics sockets. What runs once before
-the loop is in boot.py; the decisions (recycling, --timeout, restart back-off) in policies.py."""
+and kills workers as the policies say, serves --metrics-bind, tells systemd how things stand, and
+stops the workers gracefully (after --drain-delay on SIGTERM). It never serves the app's requests
+itself and runs no threads (so forking is safe): everything happens in one loop that waits on a
+signal pipe and the metrics sockets. What runs once before the loop is in boot.py; the decisions
+(recycling, --timeout, restart back-off) in policies.py; the systemd protocol in systemd.py."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from . import logs, metrics, policies, reloader, worker
+from . import drain, logs, metrics, policies, reloader, systemd, worker
 from .boot import Booted, BootFailed, boot, release, write_pid
 from .config import Config
 from .policies import KILL_SLACK, Child
@@ -60,11 +61,16 @@ class Supervisor:
         self.watcher: int | None = None
         self.totals = metrics.Totals()  # counters of exited workers, for --metrics-bind
         self.metrics: metrics.Endpoint | None = None
+        self.drain_until: float | None = None  # end of --drain-delay once a SIGTERM began it
+        self.notice: drain.Notice | None = None
+        self.systemd = systemd.Notifier({})  # the real one is made in run()
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def run(self) -> int:
         cfg = self.cfg
+        # Before anything imports the app: NOTIFY_SOCKET and WATCHDOG_* leave the environment.
+        self.systemd = systemd.Notifier(os.environ)
         try:
             self.booted = boot(cfg, lambda: metrics.Collector(self.scoreboard, self._live_slots, self.totals))
         except BootFailed as e:
@@ -78,16 +84,21 @@ class Supervisor:
         if cfg.reload:
             inherited = [*self.sockets, *([self.metrics.listener] if self.metrics else [])]
             self.watcher = reloader.start(cfg, os.getpid(), inherited)
+        self.notice = drain.Notice()  # after the watcher's fork: only workers inherit its read end
         try:
             while self.children or self.watcher is not None or self.stopping is None:
                 self._spawn_missing()
                 self._wait(self._timeout())
                 self._handle_signals()
+                self._end_drain_delay()
                 self._reap()
                 self._watch()
                 self._enforce_deadline()
+                self._tell_systemd()
         finally:
             release(self.booted, cfg.pid)
+            self.notice.close()
+            self.systemd.close()
         log.info("stopped")
         return self.exit_code
 
@@ -98,7 +109,9 @@ class Supervisor:
     def stop(self, sig: int = signal.SIGTERM, code: int | None = None) -> None:
         if code is not None:
             self.exit_code = code
+        self.drain_until = None
         if self.stopping is None:
+            self.systemd.stopping(f"stopping {len(self.children)} workers")
             grace = 0.0 if sig == signal.SIGQUIT else self.cfg.graceful_timeout
             self.stopping = time.monotonic() + grace + KILL_SLACK
             log.info(
@@ -198,7 +211,14 @@ class Supervisor:
             worker.prepare_signals()  # the worker's own dispositions, then what was sent meanwhile lands
             signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
             handle = None if slot is None else self.scoreboard.slot(slot)
-            code = worker.run(self.cfg, self.sockets, self.booted.app, os.getppid(), handle, self.booted.wsgi_app)
+            self.systemd.close()
+            assert self.notice is not None
+            notice = self.notice.in_worker()  # the write end closed here whatever the delay
+            if self.cfg.drain_delay <= 0:
+                notice = -1
+            code = worker.run(
+                self.cfg, self.sockets, self.booted.app, os.getppid(), handle, self.booted.wsgi_app, notice
+            )
         except BaseException:
             traceback.print_exc()
         finally:
@@ -279,11 +299,15 @@ class Supervisor:
     def _handle_signals(self) -> None:
         while self.pending:
             sig = self.pending.pop(0)
-            if sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            leaving = self.stopping is not None or self.drain_until is not None
+            if sig == signal.SIGTERM and not leaving and self.cfg.drain_delay > 0:
+                self._begin_drain_delay()
+            elif sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
                 self.stop(sig)
-            elif sig == signal.SIGHUP and self.stopping is None:
+            elif sig == signal.SIGHUP and not leaving:
                 # Replace every worker; each finishes its in-flight requests first.
                 log.info("SIGHUP: replacing workers")
+                self.systemd.reloading()
                 self._reread_config()
                 for child in list(self.children.values()):
                     if not child.retiring:
@@ -293,10 +317,10 @@ class Supervisor:
                 logs.reopen_files()
                 log.info("SIGUSR1: log files reopened")
                 self._signal_all(signal.SIGUSR1)
-            elif sig == signal.SIGTTIN and self.stopping is None:
+            elif sig == signal.SIGTTIN and not leaving:
                 self.target += 1
                 log.info("SIGTTIN: %d workers", self.target)
-            elif sig == signal.SIGTTOU and self.stopping is None and self.target > 1:
+            elif sig == signal.SIGTTOU and not leaving and self.target > 1:
                 self.target -= 1
                 log.info("SIGTTOU: %d workers", self.target)
 
@@ -318,10 +342,50 @@ class Supervisor:
         self.cfg = cfg
 
     def _timeout(self) -> float:
+        now = time.monotonic()
         active = sum(1 for c in self.children.values() if not c.retiring)
         if self.stopping is None and active < self.target:
-            return max(0.0, self.restarts.next_spawn - time.monotonic())
-        return 1.0
+            return max(0.0, self.restarts.next_spawn - now)
+        timeout = 1.0
+        if self.drain_until is not None:
+            timeout = min(timeout, max(0.0, self.drain_until - now))
+        if self.stopping is None and self.drain_until is None:
+            timeout = min(timeout, self.systemd.due_in(now))
+        return timeout
+
+    # -- --drain-delay -------------------------------------------------------------------
+
+    def _begin_drain_delay(self) -> None:
+        """SIGTERM with --drain-delay: the workers' health path answers 503 from now on while
+        they keep accepting and serving; the graceful stop follows when the delay is over."""
+        delay = self.cfg.drain_delay
+        self.drain_until = time.monotonic() + delay
+        assert self.notice is not None
+        self.notice.give()
+        log.info("SIGTERM: unready, still serving for %gs (--drain-delay); then stopping", delay)
+        self.systemd.stopping(f"draining: still serving for {delay:g}s (--drain-delay)")
+
+    def _end_drain_delay(self) -> None:
+        if self.drain_until is not None and time.monotonic() >= self.drain_until:
+            self.stop(signal.SIGTERM)
+
+    # -- systemd ---------------------------------------------------------------------------
+
+    def _tell_systemd(self) -> None:
+        """What systemd.Notifier.report needs, read off the scoreboard (STOPPING=1 is stop()'s)."""
+        if not self.systemd.enabled or self.stopping is not None or self.drain_until is not None:
+            return
+        now = time.monotonic()
+        children = list(self.children.values())
+        serving = {c.pid for c in children if c.slot is None or self.scoreboard.ready(c.slot)}
+        active = [c for c in children if not c.retiring]
+        ready = sum(1 for c in active if c.pid in serving)
+        self.systemd.report(
+            systemd.Workers(ready, self.target, len(active) - ready, len(children) - len(active)),
+            # Healthy: some worker serves and no restart is held back (no crash loop under way).
+            healthy=bool(serving) and self.restarts.may_spawn(now),
+            now=now,
+        )
 
     def _wait(self, timeout: float) -> None:
         """Waits up to `timeout` for a signal (the wakeup pipe) or a metrics connection, and

@@ -16,7 +16,7 @@ import sys
 import threading
 from typing import Any
 
-from . import __version__, interfaces, logs
+from . import __version__, drain, interfaces, logs
 from ._rsgi import FileWrapper, SlotHandle, Worker
 from .config import Config
 from .importer import AppLoadError, load
@@ -128,9 +128,11 @@ def run(
     parent: int,
     slot: SlotHandle | None = None,
     wsgi_app: Any = None,
+    drain_notice: int = -1,
 ) -> int:
     """The body of a worker process; returns its exit code. `slot` is its scoreboard slot's handle
-    (None: none). `app`/`wsgi_app` are the preloaded apps (None: import here)."""
+    (None: none). `app`/`wsgi_app` are the preloaded apps (None: import here). `drain_notice` is
+    the read end of the supervisor's --drain-delay notice (drain.py; -1: none)."""
     prepare_signals()
     die_with_parent(parent)
     logs.forward_core_logs()
@@ -169,18 +171,19 @@ def run(
         if interfaces.detect(app) != "asgi":
             log.error("with --wsgi, %s must be an ASGI app (e.g. mysite.asgi:application)", cfg.app)
             return EXIT_BOOT_ERROR
-        served = asgi.serve(cfg, sockets, app, slot, wsgi=(wsgi_app, base_environ(cfg)))
+        served = asgi.serve(cfg, sockets, app, slot, wsgi=(wsgi_app, base_environ(cfg)), drain_notice=drain_notice)
         return EXIT_OK if served else EXIT_BOOT_ERROR
     if interface == "asgi":
         from . import asgi
 
-        return EXIT_OK if asgi.serve(cfg, sockets, app, slot) else EXIT_BOOT_ERROR
+        return EXIT_OK if asgi.serve(cfg, sockets, app, slot, drain_notice=drain_notice) else EXIT_BOOT_ERROR
 
     try:
         worker = Worker(cfg.core(), [s.fileno() for s in sockets], "wsgi", slot)
     except Exception:
         log.exception("the worker could not start serving")
         return EXIT_BOOT_ERROR
+    drain.follow(worker, drain_notice)
     # The core holds its own duplicates; closing ours means a stopping worker really stops
     # listening once the core drops them (new connections are refused, not left hanging).
     for s in sockets:

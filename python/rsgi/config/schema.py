@@ -12,6 +12,7 @@ Plain values only: nothing here imports the app, so tests can build a Config wit
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -360,6 +361,14 @@ class Config:
         "Answer this path in the core: 200 while accepting, 503 while draining (e.g. /-/health). Off by default.",
         ("--health-path",),
     )
+    drain_delay: float = setting(
+        0.0,
+        "On SIGTERM, keep accepting and serving for this many seconds while --health-path answers 503 and "
+        "responses close their connections, so load balancers (a Kubernetes Service, an ingress) take the "
+        "server out of rotation before it stops listening; then stop gracefully. A second SIGTERM ends the "
+        "delay; SIGINT and SIGQUIT skip it.",
+        ("--drain-delay",),
+    )
 
     # Accepted so that existing gunicorn/uvicorn command lines and config files keep working, but
     # not acted on yet. Setting one logs a warning at startup; nothing is silently ignored.
@@ -379,8 +388,9 @@ class Config:
 
     # -- derived ---------------------------------------------------------------------------
 
-    def binds(self) -> list[str]:
-        """Every address to listen on, with the uvicorn-style and PORT fallbacks applied."""
+    def binds(self, fallback: bool = True) -> list[str]:
+        """Every address to listen on, with the uvicorn-style and PORT fallbacks applied; without
+        `fallback` (systemd passed sockets), no default address when none was given."""
         out = list(self.bind)
         if self.uds:
             out.append(f"unix:{self.uds}")
@@ -389,7 +399,7 @@ class Config:
         if self.host or self.port:
             host = self.host or "127.0.0.1"
             out.append(f"[{host}]:{self.port or 8000}" if ":" in host else f"{host}:{self.port or 8000}")
-        return out or ["127.0.0.1:8000"]
+        return out or (["127.0.0.1:8000"] if fallback else [])
 
     def access_log_target(self) -> str | None:
         """Where the core writes the access log, or None when it is off."""
@@ -449,6 +459,8 @@ class Config:
             raise ConfigError("sync_concurrency must be 0 (asgiref's own threads) or more")
         if self.keepalive <= 0:
             raise ConfigError("keepalive must be positive")
+        if not 0 <= self.drain_delay < math.inf:
+            raise ConfigError("drain_delay must be 0 or more seconds")
         for address in self.binds():
             check_address(address)
         if self.cert_reqs not in (0, 1, 2):
