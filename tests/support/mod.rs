@@ -1,6 +1,13 @@
 //! What the Rust integration tests share. Their server configs come from Python's own defaults
 //! (`rsgi.config`'s core view, the same object a worker hands the core), so a Rust test never
-//! runs with settings a real server would not have.
+//! runs with settings a real server would not have. `stub` runs the real HTTP core with a stub app
+//! that never touches Python; `client` talks to it over raw sockets.
+
+// Shared by several test crates, each using a part of it.
+#![allow(dead_code)]
+
+pub mod client;
+pub mod stub;
 
 use _rsgi::config::ServerConfig;
 use pyo3::prelude::*;
