@@ -1,6 +1,7 @@
 import hashlib
 import io
 
+from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.test import Client, TestCase, override_settings
@@ -99,6 +100,20 @@ class PageTests(TestCase):
         self.assertEqual(hashlib.sha256(response.content).hexdigest(), BIG_SHA256)
         self.assertEqual(response.content, big_bytes())
         self.assertEqual(response["Content-Type"], "application/octet-stream")
+
+    def test_list_page_signed_out_and_in(self):
+        for path in ("/list", "/alist"):
+            page = self.client.get(path)
+            self.assertContains(page, "Not signed in.")
+            self.assertContains(page, 'href="/api/item/20"')
+            self.assertNotContains(page, 'href="/api/item/21"')
+        user = get_user_model().objects.create_user("demo", password="demo-password-123")
+        self.client.force_login(user)
+        for path in ("/list", "/alist"):
+            page = self.client.get(path)
+            self.assertContains(page, '<strong class="username">demo</strong>')
+            self.assertContains(page, "csrfmiddlewaretoken")
+            self.assertContains(page, "Item 20")
 
     def test_chat_page(self):
         self.assertContains(self.client.get("/chat/lobby/"), "/ws/chat/")

@@ -49,6 +49,26 @@ async def aitems(request):
 
 
 @require_safe
+def item_list(request):
+    """The first 20 items as an HTML page: a template, the session and the signed-in user.
+
+    What a typical logged-in list page costs: the session and auth middleware load the session and
+    the user (two queries when a session cookie is sent), the view queries the items and the
+    template renders them with the account box (and the logout form's CSRF token).
+    """
+    page = Item.objects.order_by("id")[:ITEM_PAGE_SIZE]
+    return render(request, "catalog/list.html", {"items": page})
+
+
+@require_safe
+async def aitem_list(request):
+    """/list through async code: the user and the items from the async ORM, the same template."""
+    user = await request.auser()
+    page = [item async for item in Item.objects.order_by("id")[:ITEM_PAGE_SIZE]]
+    return render(request, "catalog/list.html", {"items": page, "user": user})
+
+
+@require_safe
 def item_detail(request, pk):
     try:
         item = Item.objects.get(pk=pk)
