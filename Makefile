@@ -5,7 +5,7 @@ EXAMPLE := examples/django_project
 # The Rust test binaries link libpython; tell the loader where the running Python keeps it.
 export LD_LIBRARY_PATH := $(shell $(PY) -c "import sysconfig; print(sysconfig.get_config_var('LIBDIR') or '')"):$(LD_LIBRARY_PATH)
 
-.PHONY: help install dev serve wheel test lint format test-rust test-python bench
+.PHONY: help install dev serve wheel test lint format test-rust test-python bench bench-seed
 
 # What `make serve` runs (tests/browser/ drives a browser through every link of the example's index
 # page with exactly these flags): pages through WSGI, the Channels chat and the server-sent events
@@ -69,6 +69,10 @@ test-rust:  ## Rust unit and integration tests
 test-python:  ## pytest: real servers, real clients
 	$(PY) -m pytest tests
 
-bench:  ## side-by-side benchmark against every peer (~1¾ h; see bench/README.md for quicker runs)
+bench:  ## side-by-side benchmark against every peer (~2 h; see bench/README.md for quicker runs)
 	bash bench/setup.sh
 	bench/.venv/bin/python bench/run.py
+
+bench-seed:  ## the deployment guide's table reproduced: 4 workers, 100 and 1,000 connections, every stack (~35 min)
+	BENCH_SKIP_WSLOAD=1 bash bench/setup.sh
+	bench/.venv/bin/python bench/run.py --preset seed $(BENCH_ARGS)

@@ -63,6 +63,8 @@ def parse_wrk(out: str) -> LoadResult:
     res = LoadResult(output=out)
     if m := re.search(r"Requests/sec:\s+([\d.]+)", out):
         res.rps = float(m.group(1))
+    if m := re.search(r"^\s+Latency\s+([\d.]+)(us|ms|s|m|h)\s", out, re.MULTILINE):  # Thread Stats: avg
+        res.latency_ms["mean"] = float(m.group(1)) * _UNIT_MS[m.group(2)]
     if m := re.search(r"(\d+) requests in ([\d.]+)(\w+),", out):
         res.requests = int(m.group(1))
     in_dist = False
@@ -84,8 +86,13 @@ def parse_wrk(out: str) -> LoadResult:
     return res
 
 
-def run_wrk(url: str, connections: int, duration: float, timeout: float, script: Path | None) -> LoadResult:
+def run_wrk(
+    url: str, connections: int, duration: float, timeout: float, script: Path | None, headers: tuple[str, ...] = ()
+) -> LoadResult:
+    """`headers`: extra request headers ("Name: value"), e.g. the session cookie of a signed-in user."""
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", "--timeout", f"{timeout:g}s"]
+    for header in headers:
+        argv += ["-H", header]
     if script:
         argv += ["-s", str(script)]
     done, cpu = _run_timed([*argv, url], duration + timeout + 30)

@@ -30,6 +30,7 @@ class Run:
     command: list[str] = field(default_factory=list)
     probe_status: int | None = None
     probe_bytes: int | None = None
+    probe_signed_in: bool | None = None  # session scenarios: the probe's page showed the demo user signed in
     startup_s: float | None = None
     rps: float | None = None
     latency_ms: dict = field(default_factory=dict)
@@ -37,7 +38,9 @@ class Run:
     errors: int | None = None
     error_detail: dict = field(default_factory=dict)
     rss_total_mb: float | None = None
+    pss_total_mb: float | None = None  # peak of the tree's summed PSS (/proc/<pid>/smaps_rollup)
     rss_per_process_mb: list = field(default_factory=list)
+    balance: dict = field(default_factory=dict)  # --balance: connections held per worker (procs.ConnSampler)
     cpu_s: float | None = None
     client_cpu_s: float | None = None
     loadavg_1m: float | None = None
@@ -82,15 +85,24 @@ def _server_row(mine: list[Run]) -> dict:
         "rps": med(rps),
         "rps_min": min(rps),
         "rps_max": max(rps),
+        "mean_ms": med([r.latency_ms.get("mean") for r in ok]),
         "p50_ms": med([r.latency_ms.get("p50") for r in ok]),
         "p99_ms": med([r.latency_ms.get("p99") for r in ok]),
         "errors": sum(r.errors or 0 for r in ok),
+        "timeouts": sum(r.error_detail.get("timeout", 0) for r in ok),
         "rss_total_mb": med([r.rss_total_mb for r in ok]),
+        "pss_total_mb": med([r.pss_total_mb for r in ok]),
         "rss_per_process_mb": [med(v) for _, v in sorted(per_proc.items())],
         "cpu_s": med([r.cpu_s for r in ok]),
         "client_cpu_s": med([r.client_cpu_s for r in ok]),
         "probe_status": ok[0].probe_status,
     }
+    balances = [r.balance["per_worker"] for r in ok if r.balance.get("per_worker")]
+    if balances:  # per round: median count per worker over the samples, highest first
+        row["balance_rounds"] = balances
+    signed_in = [r.probe_signed_in for r in ok if r.probe_signed_in is not None]
+    if signed_in:
+        row["probe_signed_in"] = all(signed_in)
     if idle:
         row["idle_open_min"] = min(i.get("open_min", 0) for i in idle)
         row["idle_target"] = idle[0].get("target")
@@ -185,9 +197,9 @@ def _cell_table(data: dict, base: str, paths: dict, ws_client: str) -> list[str]
             out += ["Ceiling failure:", "", "```", ceil["failures"][0], "```", ""]
     unit = "msg/s" if sc.kind == "ws" else "rps"
     out += [
-        f"| server | {unit} | range | p50 ms | p99 ms | errors | RSS MB total | RSS MB per process | CPU s "
-        f"| client CPU s | % of ceiling | {data['baseline'] or base} x | notes |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        f"| server | {unit} | range | mean ms | p50 ms | p99 ms | errors | RSS MB total | PSS MB total "
+        f"| RSS MB per process | CPU s | client CPU s | % of ceiling | {data['baseline'] or base} x | notes |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     not_applicable: dict[str, list[str]] = {}
     for name, row in data["servers"].items():
@@ -195,12 +207,17 @@ def _cell_table(data: dict, base: str, paths: dict, ws_client: str) -> list[str]
             not_applicable.setdefault(row["reason"], []).append(name)
             continue
         if row.get("rps") is None:
-            out.append(f"| {name} | **{STATUS_LABEL[row['status']]}** | | | | | | | | | | | {row['reason'][:120]} |")
+            label = STATUS_LABEL[row["status"]]
+            out.append(f"| {name} | **{label}** |" + " |" * 12 + f" {row['reason'][:120]} |")
             continue
         per_proc = " + ".join(fmt(v, ".0f") for v in row["rss_per_process_mb"])
         notes = []
         if row["probe_status"] is not None and not 200 <= row["probe_status"] < 300:
             notes.append(f"probe: HTTP {row['probe_status']}")
+        if row.get("probe_signed_in") is False:
+            notes.append("probe: the page did not show the demo user signed in")
+        if row.get("balance_rounds"):
+            notes.append("connections per worker: " + ", ".join(balance_text(b) for b in row["balance_rounds"]))
         if "idle_target" in row:
             notes.append(
                 f"idle: ≥{row['idle_open_min']}/{row['idle_target']} open, {row['idle_server_closes']} closed by "
@@ -208,8 +225,9 @@ def _cell_table(data: dict, base: str, paths: dict, ws_client: str) -> list[str]
             )
         out.append(
             f"| {name} | {fmt(row['rps'])} | {fmt(row['rps_min'])}-{fmt(row['rps_max'])} "
-            f"| {fmt(row['p50_ms'], '.2f')} | {fmt(row['p99_ms'], '.2f')} | {row['errors']} "
-            f"| {fmt(row['rss_total_mb'], '.0f')} | {per_proc} | {fmt(row['cpu_s'], '.2f')} "
+            f"| {fmt(row['mean_ms'], '.2f')} | {fmt(row['p50_ms'], '.2f')} | {fmt(row['p99_ms'], '.2f')} "
+            f"| {row['errors']} | {fmt(row['rss_total_mb'], '.0f')} | {fmt(row['pss_total_mb'], '.0f')} "
+            f"| {per_proc} | {fmt(row['cpu_s'], '.2f')} "
             f"| {fmt(row['client_cpu_s'], '.2f')} "
             f"| {fmt(row.get('pct_of_ceiling'), '.0f', '%')} | {fmt(row['base_ratio'], '.2f', 'x')} "
             f"| {'; '.join(notes)} |"
@@ -254,11 +272,13 @@ def render_markdown(meta: dict, summary: dict, runs: list[Run], chart_name: str 
         "",
         f"Rounds: {cfg['rounds']} (server order rotated each round) · duration {cfg['duration']:g} s · warm-up "
         f"{cfg['warmup']:g} s · connections {', '.join(map(str, cfg['connections']))} · workers {cfg['workers']} "
-        f"· threads: {threads}.",
+        f"· threads: {threads}" + (" · `--preload` where the server has it" if cfg.get("preload") else "") + ".",
         "Values are medians over successful rounds; errors are summed over rounds (socket errors, timeouts and "
         "non-2xx/3xx answers). RSS is the peak during the measured run, summed over the server's process tree (per "
-        "process: main first, then workers). CPU s is what the server tree used during the measured run; client CPU "
-        "s is the load generator's own (near the duration: the client was saturated and the number is a floor). "
+        "process: main first, then workers); PSS likewise, from /proc/<pid>/smaps_rollup (pages shared between the "
+        "processes counted once in total). Mean ms is wrk's average latency. CPU s is what the server tree used "
+        "during the measured run; client CPU s is the load generator's own (near the duration: the client was "
+        "saturated and the number is a floor). "
         f"`{base} x` is {base}'s rps divided by that server's rps (>1: {base} is faster); in tables where {base} "
         f"is n/a, {base}-asgi's (when run); — when neither has a result.",
         "",
@@ -296,6 +316,11 @@ def _failures(runs: list[Run]) -> list[str]:
         if r.stderr_tail:
             out += ["Output tail:", "", "```", r.stderr_tail, "```", ""]
     return out
+
+
+def balance_text(per_worker: list) -> str:
+    """Connections per worker, highest first: `62/28/10/0`."""
+    return "/".join(f"{v:g}" for v in per_worker)
 
 
 def fmt_load(load) -> str:

@@ -2,6 +2,7 @@
 
     bash bench/setup.sh                       # once: bench/.venv with the peers, wrk/h2load/nginx from apt
     bench/.venv/bin/python bench/run.py       # every server, every scenario, at 64 and 1,000 connections
+    bench/.venv/bin/python bench/run.py --preset seed   # the deployment guide's table (make bench-seed; presets.py)
 
 Per round, per scenario, per connections value, every server the scenario applies to is started fresh on a free
 127.0.0.1 port, warmed up, loaded (wrk, h2load or bench/wsload-rs), measured (throughput, latency, errors, RSS
@@ -33,18 +34,20 @@ from pathlib import Path
 
 import psutil
 from loadgen import WS_CLIENTS, IdleClients, LoadResult, python_info, run_h2load, run_wrk, run_ws, ws_client
+from presets import PRESETS
 from procs import (
     HOST,
+    ConnSampler,
     RssSampler,
     free_port,
-    http_request,
+    http_fetch,
     raise_nofile,
     stop_server,
     tail,
     tree_cpu,
     wait_ready,
 )
-from report import Run, fmt, render_chart, render_markdown, summarise
+from report import Run, balance_text, fmt, render_chart, render_markdown, summarise
 from scenarios import (
     BIG_STATIC,
     DEFAULT_SCENARIOS,
@@ -63,6 +66,19 @@ REPO = BENCH_DIR.parent
 DEFAULT_APP_DIR = REPO / "examples" / "django_project"
 VENV_PYTHON = BENCH_DIR / ".venv" / "bin" / "python"
 DEFAULT_CONNECTIONS = [64, 1000]
+# The signed-in user of the session scenarios (/list, /alist): created, and signed in once, at setup.
+DEMO_USER = "demo"
+SIGNED_IN_MARKER = f'<strong class="username">{DEMO_USER}</strong>'.encode()
+SIGN_IN = f"""
+from django.contrib.auth import get_user_model
+from django.test import Client
+user, _ = get_user_model().objects.get_or_create(username={DEMO_USER!r}, defaults={{"email": "demo@example.com"}})
+user.set_password("demo-password-123")
+user.save()
+client = Client()
+client.force_login(user)
+print("SESSIONID=" + client.cookies["sessionid"].value)
+"""
 
 
 def log(msg: str) -> None:
@@ -72,8 +88,9 @@ def log(msg: str) -> None:
 # --------------------------------------------------------------------------------------------------------- setup
 
 
-def prepare_app(python: str, app_dir: Path, tmp: Path) -> tuple[dict, Path]:
-    """Migrate a private SQLite DB in tmp and collectstatic once; return the env for servers and STATIC_ROOT."""
+def prepare_app(python: str, app_dir: Path, tmp: Path, session: bool = False) -> tuple[dict, Path, str]:
+    """Migrate a private SQLite DB in tmp and collectstatic once; with `session`, create the demo user and sign it in
+    (a session row in that DB). Returns the env for servers, STATIC_ROOT and the session cookie ("" without)."""
     env = dict(os.environ)
     env["RSGI_EXAMPLE_DB"] = str(tmp / "bench.sqlite3")
     env["PYTHONUNBUFFERED"] = "1"
@@ -89,7 +106,16 @@ def prepare_app(python: str, app_dir: Path, tmp: Path) -> tuple[dict, Path]:
     big = static_root / BIG_STATIC
     if not big.is_file() or big.stat().st_size != 1024 * 1024:
         big.write_bytes(os.urandom(1024 * 1024))
-    return env, static_root
+    cookie = ""
+    if session:
+        done = subprocess.run(
+            [python, "manage.py", "shell", "-c", SIGN_IN], cwd=app_dir, env=env, capture_output=True, text=True
+        )
+        keys = [line.removeprefix("SESSIONID=") for line in done.stdout.splitlines() if line.startswith("SESSIONID=")]
+        if done.returncode != 0 or not keys:
+            raise SystemExit(f"signing in the demo user failed:\n{done.stdout}\n{done.stderr}")
+        cookie = f"sessionid={keys[-1]}"
+    return env, static_root, cookie
 
 
 def _first_line(argv: list[str]) -> str:
@@ -151,7 +177,8 @@ def _load(sc: Scenario, port: int, conns: int, duration: float, cfg: argparse.Na
         return run_h2load(f"http://{HOST}:{port}{sc.path}", conns, duration, cfg.timeout, ctx["tmp"])
     if sc.kind == "ws":
         return run_ws(ctx["ws_client"], f"ws://{HOST}:{port}{sc.path}", conns, duration, cfg.warmup, cfg.timeout)
-    return run_wrk(f"http://{HOST}:{port}{sc.path}", conns, duration, cfg.timeout, ctx["scripts"].get(sc.name))
+    headers = (f"Cookie: {ctx['cookie']}",) if sc.session else ()
+    return run_wrk(f"http://{HOST}:{port}{sc.path}", conns, duration, cfg.timeout, ctx["scripts"].get(sc.name), headers)
 
 
 def measure_server(srv: ServerDef, sc: Scenario, conns: int, rnd: int, cfg: argparse.Namespace, ctx: dict) -> Run:
@@ -164,12 +191,13 @@ def measure_server(srv: ServerDef, sc: Scenario, conns: int, rnd: int, cfg: argp
         ctx["python"],
         port,
         cfg.workers,
-        cfg.threads,
+        cfg.threads if cfg.threads is not None else cfg.server_threads.get(srv.name),
         ctx["app_dir"],
         app,
         ctx["tmp"],
         ctx["static_root"],
         frozenset(ctx["modules"]),
+        cfg.preload,
     )
     argv = srv.command(launch)
     if sc.kind == "h2":
@@ -198,7 +226,11 @@ def measure_server(srv: ServerDef, sc: Scenario, conns: int, rnd: int, cfg: argp
         run.startup_s = time.monotonic() - t_start
         if sc.kind != "ws":
             body = request_body(sc)
-            run.probe_status, run.probe_bytes = http_request(port, sc.path, sc.method, body, sc.content_type)
+            cookie = {"Cookie": ctx["cookie"]} if sc.session else None
+            run.probe_status, page = http_fetch(port, sc.path, sc.method, body, sc.content_type, headers=cookie)
+            run.probe_bytes = len(page)
+            if sc.session:
+                run.probe_signed_in = SIGNED_IN_MARKER in page
         if sc.idle_clients:
             idle = IdleClients(ctx["python"], port, sc.path, sc.idle_clients)
             opened = idle.start()
@@ -209,6 +241,9 @@ def measure_server(srv: ServerDef, sc: Scenario, conns: int, rnd: int, cfg: argp
         cpu0 = tree_cpu(root)
         sampler = RssSampler(root)
         sampler.start()
+        balance = ConnSampler(root, port) if cfg.balance and sc.kind == "http" else None
+        if balance:
+            balance.start()
         run.loadavg_1m = os.getloadavg()[0]
         if idle:
             idle.measure()
@@ -216,8 +251,11 @@ def measure_server(srv: ServerDef, sc: Scenario, conns: int, rnd: int, cfg: argp
         if idle:
             run.idle_clients = idle.stop()
         sampler.finish()
+        if balance:
+            run.balance = balance.finish()
         run.cpu_s = sum(v - cpu0.get(pid, 0.0) for pid, v in tree_cpu(root).items())
         run.rss_total_mb = sampler.peak_total / 2**20
+        run.pss_total_mb = sampler.peak_pss_total / 2**20 if sampler.peak_pss_total else None
         run.rss_per_process_mb = sampler.per_process_mb()
         run.load_output = res.output
         run.rps, run.latency_ms, run.requests = res.rps, res.latency_ms, res.requests
@@ -265,8 +303,27 @@ def ceiling_interfaces(sc: Scenario, servers: list[str]) -> list[str]:
 # ---------------------------------------------------------------------------------------------------------- main
 
 
+QUICK = {"rounds": 1, "duration": 2.0, "warmup": 0.5}  # --quick: a smoke run
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    # --preset and --quick change the defaults of the other options, so they are read first; explicit options win.
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("--preset", choices=list(PRESETS))
+    first.add_argument("--quick", action="store_true")
+    early, _ = first.parse_known_args(argv)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        help="a named set-up (bench/presets.py) that sets the defaults of the options below and adds its own tables; "
+        + "; ".join(f"{p.name}: {p.what}" for p in PRESETS.values()),
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: " + ", ".join(f"--{k} {v:g}" for k, v in QUICK.items()) + " (explicit options still win)",
+    )
     ap.add_argument("--servers", default=",".join(DEFAULT_SERVERS), help="comma-separated (default: all)")
     ap.add_argument("--scenarios", default=",".join(DEFAULT_SCENARIOS), help="comma-separated (default: all)")
     ap.add_argument(
@@ -278,6 +335,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--duration", type=float, default=10.0, help="seconds of measured load per run")
     ap.add_argument("--warmup", type=float, default=1.0, help="seconds of unmeasured load before each run")
     ap.add_argument("--workers", type=int, default=1, help="worker processes per server (daphne: always 1)")
+    ap.add_argument(
+        "--preload",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="import the app before forking the workers, for the servers that can (rsgi, gunicorn)",
+    )
+    ap.add_argument(
+        "--balance",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="count the connections each worker holds during every HTTP/1.1 load (every second, from /proc)",
+    )
     ap.add_argument("--threads", type=int, default=None, help="threads per worker (default: each server's own)")
     ap.add_argument("--timeout", type=float, default=10.0, help="per-request timeout of the load tools, seconds")
     ap.add_argument("--start-timeout", type=float, default=60.0, help="seconds a server gets to answer HTTP")
@@ -301,7 +370,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "and the default connections)",
     )
     ap.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (DB, server logs)")
+    preset = PRESETS[early.preset] if early.preset else None
+    if preset:
+        ap.set_defaults(**preset.defaults)
+    if early.quick:
+        ap.set_defaults(**QUICK)
     args = ap.parse_args(argv)
+    args.exclude = set(preset.exclude) if preset else set()  # (server, scenario) runs the preset leaves out
+    args.server_threads = dict(preset.server_threads) if preset else {}
     args.servers = [s for s in args.servers.split(",") if s]
     args.scenarios = [s for s in args.scenarios.split(",") if s]
     try:
@@ -331,8 +407,11 @@ def run_matrix(cfg: argparse.Namespace, ctx: dict, scenarios: list[Scenario]) ->
     runs: list[Run] = []
     ceilings: list[dict] = []
     broken: dict[tuple, Run] = {}  # (server, app, kind) that failed to start: not retried
+    t0 = time.monotonic()
     for rnd in range(cfg.rounds):
         tag = f"[round {rnd + 1}/{cfg.rounds}]"
+        if rnd:
+            log(f"{tag} {(time.monotonic() - t0) / 60:.1f} min so far")
         for sc in scenarios:
             if not cfg.no_ceiling:
                 for iface in ceiling_interfaces(sc, cfg.servers):
@@ -340,20 +419,24 @@ def run_matrix(cfg: argparse.Namespace, ctx: dict, scenarios: list[Scenario]) ->
                     ceilings.append({"scenario": sc.name, "interface": iface, "round": rnd, **c})
                     shown = fmt(c.get("calls_per_s")) + " calls/s" if c["status"] == "ok" else "FAILED"
                     log(f"{tag} {sc.name:9} ceiling {iface.upper():4}  {shown}")
-            applicable = [n for n in cfg.servers if not_applicable(SERVERS[n], sc) is None]
+            applicable = [
+                n for n in cfg.servers if not_applicable(SERVERS[n], sc) is None and (n, sc.name) not in cfg.exclude
+            ]
             shift = rnd % len(applicable) if applicable else 0
             order = applicable[shift:] + applicable[:shift] + [n for n in cfg.servers if n not in applicable]
             for conns in sc.load_connections(cfg.connections):
                 for name in order:
                     key = (name, app_target(SERVERS[name], sc.asgi_app), sc.kind)
-                    if first := broken.get(key):
+                    if (name, sc.name) in cfg.exclude:
+                        run = Run(name, sc.name, conns, rnd, "n/a", f"left out by --preset {cfg.preset}")
+                    elif first := broken.get(key):
                         run = Run(name, sc.name, conns, rnd, first.status, f"skipped: {first.reason}")
                     else:
                         run = measure_server(SERVERS[name], sc, conns, rnd, cfg, ctx)
                         if run.status in ("failed", "unsupported") and run.startup_s is None:
                             broken[key] = run
                     runs.append(run)
-                    if run.status == "n/a" and rnd > 0:
+                    if run.status == "n/a" and (rnd > 0 or (name, sc.name) in cfg.exclude):
                         continue
                     if run.status == "ok":
                         detail = (
@@ -361,6 +444,10 @@ def run_matrix(cfg: argparse.Namespace, ctx: dict, scenarios: list[Scenario]) ->
                             f"p50 {fmt(run.latency_ms.get('p50'), '.2f')} ms  "
                             f"p99 {fmt(run.latency_ms.get('p99'), '.2f')} ms  errors {run.errors}"
                         )
+                        if run.balance.get("per_worker"):
+                            detail += f"  conns/worker {balance_text(run.balance['per_worker'])}"
+                        if run.probe_signed_in is False:
+                            detail += "  NOT SIGNED IN"
                     else:
                         detail = f"{run.status.upper()}: {run.reason[:160]}"
                     log(f"{tag} {sc.name:9} c={conns:<5} {name:16} {detail}")
@@ -391,7 +478,9 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "started_utc": started.strftime("%Y-%m-%d %H:%M:%SZ"),
         "command_line": shlex.join(["python", *sys.argv]) if argv is None else shlex.join(argv),
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(cfg).items()},
+        "config": {
+            k: (str(v) if isinstance(v, Path) else sorted(v) if isinstance(v, set) else v) for k, v in vars(cfg).items()
+        },
         "machine": machine_info(pyinfo),
         "versions": versions,
     }
@@ -403,7 +492,8 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="rsgi-bench-"))
     try:
         log(f"preparing {app_dir.name} with {cfg.python}: migrate into {tmp}, collectstatic")
-        env, static_root = prepare_app(cfg.python, app_dir, tmp)
+        session = any(SCENARIOS[s].session for s in cfg.scenarios)
+        env, static_root, cookie = prepare_app(cfg.python, app_dir, tmp, session)
         scenarios = [resolve_static(SCENARIOS[s], static_root) for s in cfg.scenarios]
         meta["paths"] = {sc.name: sc.path for sc in scenarios}  # static: the hashed name from the manifest
         bodies = {sc.name: write_body(sc, tmp) for sc in scenarios}
@@ -418,6 +508,7 @@ def main(argv: list[str] | None = None) -> int:
             "bodies": bodies,
             "scripts": {sc.name: wrk_script(sc, bodies[sc.name], tmp) for sc in scenarios},
             "ws_client": ws_argv,
+            "cookie": cookie,
         }
         runs, ceilings = run_matrix(cfg, ctx, scenarios)
     finally:
@@ -432,12 +523,16 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarise(runs, ceilings, cfg.servers, cells, cfg.baseline)
     cfg.out.mkdir(parents=True, exist_ok=True)
     label = "all" if set(cfg.scenarios) == set(DEFAULT_SCENARIOS) else "-".join(cfg.scenarios)[:60]
+    if cfg.preset:
+        label = cfg.preset + ("-quick" if cfg.quick else "")
     stem = f"{started:%Y%m%dT%H%M%SZ}-{label}"
     md_path, json_path, png_path = (cfg.out / f"{stem}{ext}" for ext in (".md", ".json", ".png"))
     has_chart = render_chart(summary, cfg.servers, png_path)
     if not has_chart:
         log("chart skipped: matplotlib is not importable (bash bench/setup.sh)")
     markdown = render_markdown(meta, summary, runs, png_path.name if has_chart else None)
+    if cfg.preset and PRESETS[cfg.preset].render:
+        markdown = PRESETS[cfg.preset].render(meta, summary) + "\n" + markdown
     md_path.write_text(markdown)
     raw = {"meta": meta, "summary": summary, "ceilings": ceilings, "runs": [asdict(r) for r in runs]}
     json_path.write_text(json.dumps(raw, indent=1, default=str))
@@ -449,7 +544,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.copyfile(png_path, cfg.out / "latest.png")
             written.append("latest.png")
     print(markdown)
-    log(f"wrote {', '.join(written)} in {cfg.out}")
+    took = dt.datetime.now(dt.UTC) - started
+    log(f"wrote {', '.join(written)} in {cfg.out} ({took.total_seconds() / 60:.1f} min)")
     return 0
 
 

@@ -37,6 +37,7 @@ class Scenario:
     idle_clients: int = 0  # idle keep-alive connections held open by bench/idle_clients.py during the load
     asgi_app: str | None = None  # ASGI target instead of mysite.asgi:application
     ready_path: str = ""  # GET path polled until the server answers; default: `path` (GET scenarios) or /hello
+    session: bool = False  # every request carries the session cookie of the demo user run.py signs in at setup
     pending: str = ""  # the rsgi feature this scenario waits for; rsgi's row is n/a with this reason
 
     def load_connections(self, matrix: list[int]) -> list[int]:
@@ -50,6 +51,25 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("ahello", "/ahello", "async view, 19-byte text body, on the event loop", ("asgi",)),
         Scenario("items", "/items", "sync view: 20-row SQLite ORM query serialised to JSON (~2.5 KB)", ("wsgi",)),
         Scenario("aitems", "/aitems", "async view: the /items query through the async ORM", ("asgi",)),
+        # A realistic page: what a signed-in user's list page costs. No ceiling: bench/inprocess.py sends no cookie.
+        Scenario(
+            "list",
+            "/list",
+            "sync view: the 20 items rendered by a template (base layout, account box with a CSRF-protected logout "
+            "form) for a signed-in user: the session and auth middleware load the session and the user, so 3 SQLite "
+            "queries per request (~4.4 KB of HTML)",
+            ("wsgi",),
+            ceiling=False,
+            session=True,
+        ),
+        Scenario(
+            "alist",
+            "/alist",
+            "async view: the /list page with the user (request.auser()) and the items from the async ORM",
+            ("asgi",),
+            ceiling=False,
+            session=True,
+        ),
         # The same page through every interface: what a Django project pays for moving to ASGI,
         # and what rsgi-dual (pages through WSGI, websockets through ASGI) gets back.
         Scenario("page-hello", "/hello", "the /hello sync view through every interface", ("wsgi", "asgi")),

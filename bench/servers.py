@@ -36,6 +36,7 @@ class Launch:
     tmp: Path  # private scratch dir of this benchmark run (config files, pid files)
     static_root: Path
     modules: frozenset[str] = frozenset()  # optional modules importable by `python` (e.g. "uvloop")
+    preload: bool = False  # import the app once before forking workers, where the server can (run.py --preload)
 
 
 @dataclass(frozen=True)
@@ -58,10 +59,15 @@ def _threads(flag: str, launch: Launch) -> list[str]:
     return [flag, str(launch.threads)] if launch.threads else []
 
 
+def _preload(launch: Launch) -> list[str]:
+    """rsgi's and gunicorn's flag; uvicorn and Granian have none (each worker imports the app itself)."""
+    return ["--preload"] if launch.preload else []
+
+
 def _rsgi(interface: str) -> Callable[[Launch], list[str]]:
     def command(launch: Launch) -> list[str]:
         argv = [launch.python, "-m", "rsgi", launch.app, "--chdir", str(launch.app_dir)]
-        argv += ["--bind", f"{HOST}:{launch.port}", "--workers", str(launch.workers)]
+        argv += ["--bind", f"{HOST}:{launch.port}", "--workers", str(launch.workers), *_preload(launch)]
         if interface == "wsgi":  # ASGI apps run on the worker's event loop; --threads is for WSGI
             argv += _threads("--threads", launch)
         return [*argv, "--interface", interface]
@@ -75,16 +81,23 @@ def _rsgi_static(launch: Launch) -> list[str]:
 
 
 def _rsgi_dual(launch: Launch) -> list[str]:
-    """rsgi with both interfaces: the ASGI app (websockets) plus --wsgi for the pages."""
-    argv = [launch.python, "-m", "rsgi", launch.app, "--wsgi", WSGI_APP, "--chdir", str(launch.app_dir)]
-    argv += ["--bind", f"{HOST}:{launch.port}", "--workers", str(launch.workers)]
-    return argv + _threads("--threads", launch)
+    """rsgi with both interfaces: `--django mysite` (the project's ASGI app plus its WSGI app for the pages, and its
+    RSGI setting), or, for another ASGI app (the ws scenario's), APP --wsgi mysite.wsgi:application."""
+    if launch.app == ASGI_APP:
+        argv = [launch.python, "-m", "rsgi", "--django", ASGI_APP.partition(".")[0]]
+    else:
+        argv = [launch.python, "-m", "rsgi", launch.app, "--wsgi", WSGI_APP]
+    argv += ["--chdir", str(launch.app_dir), "--bind", f"{HOST}:{launch.port}", "--workers", str(launch.workers)]
+    return argv + _preload(launch) + _threads("--threads", launch)
 
 
-def _gunicorn(worker_class: str, *extra: str, threads: bool = False) -> Callable[[Launch], list[str]]:
+def _gunicorn(
+    worker_class: str, *extra: str, threads: bool = False, preload: bool = True
+) -> Callable[[Launch], list[str]]:
     def command(launch: Launch) -> list[str]:
         argv = [launch.python, "-m", "gunicorn", launch.app, "--chdir", str(launch.app_dir)]
         argv += ["-b", f"{HOST}:{launch.port}", "-w", str(launch.workers), "-k", worker_class, *extra]
+        argv += _preload(launch) if preload else []
         return argv + (_threads("--threads", launch) if threads else [])
 
     return command
@@ -206,8 +219,9 @@ SERVERS: dict[str, ServerDef] = {
             static_args=_rsgi_static,
             h2_args=(),
             websocket=True,
-            notes="rsgi APP --wsgi mysite.wsgi:application: HTTP through Django's WSGI handler on the worker's "
-            "Python thread, websockets through the ASGI app on its event loop, one process.",
+            notes="rsgi --django mysite (APP --wsgi mysite.wsgi:application for another ASGI app): HTTP through "
+            "Django's WSGI handler on the worker's Python thread, websockets (and the RSGI setting's asgi_path "
+            "prefixes) through the ASGI app on its event loop, one process.",
         ),
         ServerDef(
             "gunicorn",
@@ -230,9 +244,14 @@ SERVERS: dict[str, ServerDef] = {
             "gunicorn-gevent",
             "wsgi",
             "gunicorn",
-            _gunicorn("gevent", "--worker-connections", "1000"),
+            # --preload would import Django in the master, before the worker patches threading: Django's DB wrapper
+            # then belongs to the master's thread and refuses the greenlets (DatabaseError "DatabaseWrapper objects
+            # created in a thread can only be used in that same thread", a 500 on every ORM view).
+            _gunicorn("gevent", "--worker-connections", "1000", preload=False),
             h2_args=GUNICORN_H2,
-            notes="gevent worker (monkey-patched), up to 1000 connections per worker; --threads does not apply.",
+            notes="gevent worker (monkey-patched), up to 1000 connections per worker; --threads does not apply; "
+            "never --preload (Django imported before gevent patches threading refuses its DB connection from the "
+            "greenlets: 500 on every ORM view).",
         ),
         ServerDef(
             "granian",
@@ -242,7 +261,8 @@ SERVERS: dict[str, ServerDef] = {
             h2_args=(),
             threads_flag=True,
             notes="WSGI blocking threads default to backpressure/2 = backlog/workers/2 (512 per worker with the "
-            "default backlog 1024) unless --threads (passed as --blocking-threads); access log off explicitly.",
+            "default backlog 1024) unless --threads (passed as --blocking-threads); access log off explicitly; "
+            "no preload option (each worker imports the app).",
         ),
         ServerDef(
             "granian-asgi",
@@ -251,7 +271,7 @@ SERVERS: dict[str, ServerDef] = {
             _granian("asgi"),
             h2_args=(),
             websocket=True,
-            notes="access log off explicitly. " + LOOP_NOTE,
+            notes="access log off explicitly; no preload option (each worker imports the app). " + LOOP_NOTE,
         ),
         ServerDef(
             "uvicorn",
@@ -259,7 +279,8 @@ SERVERS: dict[str, ServerDef] = {
             "uvicorn",
             _uvicorn,
             websocket=True,
-            notes="--loop uvloop --http httptools --no-access-log; no HTTP/2. " + LOOP_NOTE,
+            notes="--loop uvloop --http httptools --no-access-log; no HTTP/2; no preload option (each worker is a "
+            "spawned process that imports the app). " + LOOP_NOTE,
         ),
         ServerDef(
             "gunicorn-uvicorn",

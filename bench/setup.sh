@@ -9,7 +9,8 @@
 # - bench/wsload-rs/target/release/wsload-rs, the websocket load client (cargo; without it run.py falls back to
 #   the slower bench/wsload.py).
 #
-# Environment: PYTHON (default python3) is the interpreter the venv is made from; BENCH_SKIP_APT=1 skips apt.
+# Environment: PYTHON (default python3) is the interpreter the venv is made from; BENCH_SKIP_APT=1 skips apt;
+# BENCH_SKIP_WSLOAD=1 skips the websocket client's cargo build (`make bench-seed` runs no websocket scenario).
 set -euo pipefail
 
 bench_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -48,7 +49,9 @@ fi
 # The Rust websocket client: its own workspace and target dir, so it never touches the rsgi crate's build.
 # A failed build is a warning, not an error: run.py then uses bench/wsload.py and its reports say so.
 wsload="$bench_dir/wsload-rs"
-if command -v cargo >/dev/null 2>&1; then
+if [[ "${BENCH_SKIP_WSLOAD:-0}" == 1 ]]; then
+    echo "setup: BENCH_SKIP_WSLOAD=1: bench/wsload-rs not built"
+elif command -v cargo >/dev/null 2>&1; then
     echo "setup: cargo build --release in bench/wsload-rs"
     cargo build --release --locked --manifest-path "$wsload/Cargo.toml" --target-dir "$wsload/target" ||
         echo "setup: warning: bench/wsload-rs did not build; the ws scenario will use bench/wsload.py" >&2
