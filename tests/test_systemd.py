@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import ROOT, TESTS, Server, base_env, free_port, have
+from rsgi import systemd
 
 APP = "apps.deploy:app"
 ASGI_APP = "apps.deploy:asgi_app"
@@ -268,3 +269,29 @@ def test_example_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     # Lines about other units on this machine are not the example's business.
     ours = [line for line in out.splitlines() if "rsgi." in line]
     assert done.returncode == 0 and not ours, out
+
+
+def test_watchdog_pings_stop_while_no_worker_is_healthy(tmp_path: Path) -> None:
+    # The decision alone (the supervisor passes what it read off the scoreboard): no ping while
+    # unhealthy (no worker serving, or a crash loop holding restarts back), pings again after.
+    notify = NotifySocket(tmp_path, abstract=False)
+    try:
+        notifier = systemd.Notifier({"NOTIFY_SOCKET": notify.address, "WATCHDOG_USEC": "1000000"})
+        assert notifier.watchdog == 0.5
+        booting = systemd.Workers(serving=0, target=2, starting=2, finishing=0)
+        notifier.report(booting, healthy=False, now=100.0)
+        assert notify.next(1) == {"STATUS": "0 of 2 workers serving (2 starting, 0 finishing)"}
+        notifier.report(booting, healthy=False, now=100.2)
+        assert notify.next(0.2) is None
+        assert notifier.due_in(100.2) <= systemd.READY_POLL  # looked at again soon, not at 0.5 s
+        serving = systemd.Workers(serving=2, target=2, starting=0, finishing=0)
+        notifier.report(serving, healthy=True, now=100.4)
+        assert notify.next(1) == {"READY": "1", "MAINPID": str(os.getpid()), "STATUS": "2 of 2 workers serving"}
+        assert notify.next(1) == {"WATCHDOG": "1"}
+        notifier.report(serving, healthy=True, now=100.6)  # not due before 100.9
+        assert notify.next(0.2) is None
+        notifier.report(serving, healthy=True, now=100.9)
+        assert notify.next(1) == {"WATCHDOG": "1"}
+        notifier.close()
+    finally:
+        notify.close()
