@@ -1,6 +1,15 @@
 """Replays the request corpus (tests/reliability/corpus/*.http, expectations in expected.json) against one
 real WSGI server (apps.basic:environ_json) and one real ASGI server (apps.asgi_basic:echo_scope).
 
+Every case is checked against the HTTP core in Rust first (tests/http_core/corpus.rs: the same
+expectations, against a stub app that echoes the request the core hands over, in under a second).
+Replayed here are only the cases that may reach the app (those whose expectation says what the app
+must see): the bridges turn the core's request into environ and scope (the path decoded as latin-1
+or UTF-8, repeated headers joined for WSGI, the Host of an absolute-form target, HTTP/1.0 without
+Host), so those facts are checked through both interfaces. A case refused by the core never reaches
+a bridge; all of them still run here once more through both interfaces at --log-level debug
+(`test_no_input_panics`), where no worker log may say `panicked`.
+
 Each case is sent on a fresh socket exactly as stored. The client reads every response until the server
 closes or a 3 s deadline passes; when a response leaves the connection open it sends a probe request on
 the same connection, so "kept open" is observed (the probe is answered) rather than waited for. Then:
@@ -25,13 +34,16 @@ from . import make_corpus
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 EXPECTED: dict[str, dict] = json.loads((CORPUS / "expected.json").read_text())
+# The cases that may reach the app, replayed by `test_case` (see the module docstring).
+APP_CASES = sorted(name for name, want in EXPECTED.items() if "app" in want)
 APPS = {"wsgi": "apps.basic:environ_json", "asgi": "apps.asgi_basic:echo_scope"}
 FLAGS = ("--body-timeout", "1", "--keepalive", "2")
 DEADLINE = 3.0  # seconds per exchange, from connect to the last byte
 PROBE = b"GET /__probe__ HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n"
 
 # Cases where rsgi (hyper underneath) does something the RFC or the project's rules forbid.
-# Keys: (interface or "*", file name). Each is a real bug; see tests/reliability/README.md.
+# Keys: (interface or "*", file name). Each is a real bug; see tests/reliability/README.md. The core's
+# list is `KNOWN_BUGS` in tests/http_core/corpus.rs.
 KNOWN_BUGS: dict[tuple[str, str], str] = {
     ("*", "124-te-empty-element-after.http"): (
         "bug: 'Transfer-Encoding: chunked,' gets 400; RFC 9110 5.6.1.2 says empty list elements MUST be "
@@ -291,7 +303,7 @@ def test_corpus_is_complete():
         assert name in EXPECTED, f"KNOWN_BUGS names a case that does not exist: {name}"
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED))
+@pytest.mark.parametrize("name", APP_CASES)
 def test_case(server: Server, name: str, request: pytest.FixtureRequest) -> None:
     want = EXPECTED[name]
     interface = server.interface  # type: ignore[attr-defined]
