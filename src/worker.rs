@@ -109,7 +109,7 @@ impl Worker {
     /// `--drain-delay`: from now on the health path answers 503 and every response closes its
     /// connection, while the worker keeps accepting and serving until it is stopped.
     fn unready(&self) {
-        crate::http::service::mark_unready();
+        crate::sync::lock(&self.server).unready();
     }
 
     /// Starts a graceful stop (as SIGTERM does), or a fast one.

@@ -32,8 +32,9 @@ use tokio_util::task::TaskTracker;
 pub struct Shared {
     pub cfg: ServerConfig,
     pub queue: AppQueue,
-    /// Set when the worker starts stopping: responses then close their connection.
-    pub draining: AtomicBool,
+    /// Clients should go elsewhere: set when a stop begins, or earlier by `Server::unready`
+    /// (`--drain-delay`). The health path then answers 503 and responses close their connection.
+    pub leaving: Arc<AtomicBool>,
     /// The worker's stop signal (WebSocket pumps close with 1001 on a stop).
     pub stop: watch::Receiver<Stop>,
     /// Tasks the drain waits for (connections, WebSocket pumps).
@@ -274,28 +275,11 @@ fn join_cookies(headers: &mut http::HeaderMap) {
     }
 }
 
-/// Set by `Worker.unready()` when `--drain-delay` begins: the worker still accepts and serves, but
-/// asks to be taken out of rotation as a draining one does. Process-wide, since a process runs one
-/// worker: `Worker` never sees the `Shared` its server builds, so this stays a two-line change.
-static UNREADY: AtomicBool = AtomicBool::new(false);
-
-/// Marks this process's worker unready (see `UNREADY`); there is no way back.
-pub fn mark_unready() {
-    UNREADY.store(true, Ordering::Relaxed);
-}
-
-impl Shared {
-    /// Whether clients should go elsewhere: the worker is draining, or unready (`UNREADY`).
-    fn leaving(&self) -> bool {
-        self.draining.load(Ordering::Relaxed) || UNREADY.load(Ordering::Relaxed)
-    }
-}
-
 /// `--health-path`: 200 while this worker accepts requests, 503 once it is draining or unready
 /// (so a load balancer stops sending it traffic). Answered without the app, so it also shows the
 /// core is up when every Python thread is busy.
 fn health(shared: &Shared) -> Response<ResponseBody> {
-    let status = if shared.leaving() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    let status = if shared.leaving.load(Ordering::Relaxed) { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     let mut resp = response::plain(status, false);
     resp.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
@@ -303,7 +287,7 @@ fn health(shared: &Shared) -> Response<ResponseBody> {
 
 fn finish(mut resp: Response<ResponseBody>, shared: &Shared) -> Response<ResponseBody> {
     response::finish(&mut resp, shared.cfg.server_header);
-    if shared.leaving() {
+    if shared.leaving.load(Ordering::Relaxed) {
         resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
     }
     resp

@@ -5,6 +5,7 @@ pub mod listener;
 pub mod shutdown;
 
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +32,8 @@ pub struct Server {
     stop: watch::Sender<Stop>,
     done: crossbeam_channel::Receiver<()>,
     reopen: watch::Receiver<u64>,
+    /// `Shared::leaving`.
+    leaving: Arc<AtomicBool>,
 }
 
 impl Server {
@@ -47,8 +50,10 @@ impl Server {
             statics: StaticFiles::new(&cfg.static_mounts, cfg.static_max_age)?,
             builders: Arc::new(conn::Builders::new(&cfg)?),
             slot,
+            leaving: Arc::default(),
             cfg,
         };
+        let leaving = prepared.leaving.clone();
         let (listeners, signals) = {
             let _enter = runtime.enter();
             let listeners = fds.iter().map(|fd| Listener::from_fd(*fd)).collect::<std::io::Result<Vec<_>>>()?;
@@ -64,13 +69,19 @@ impl Server {
             queue.stopped();
             drop(done_tx);
         });
-        Ok(Self { handle: runtime.handle().clone(), runtime: Some(runtime), stop, done, reopen })
+        Ok(Self { handle: runtime.handle().clone(), runtime: Some(runtime), stop, done, reopen, leaving })
     }
 
     /// Changes on each SIGUSR1: the access log reopens itself; the bridge reopens Python's
     /// log files when it sees a change.
     pub fn reopen_events(&self) -> watch::Receiver<u64> {
         self.reopen.clone()
+    }
+
+    /// `--drain-delay`: from now on the health path answers 503 and every response closes its
+    /// connection, while the server keeps accepting and serving until it is stopped.
+    pub fn unready(&self) {
+        self.leaving.store(true, Ordering::Relaxed);
     }
 
     /// Asks the server to stop (as SIGTERM would, or SIGQUIT when `fast`).
@@ -102,6 +113,7 @@ struct Prepared {
     slot: Slot,
     statics: StaticFiles,
     builders: Arc<conn::Builders>,
+    leaving: Arc<AtomicBool>,
 }
 
 async fn serve(
@@ -111,7 +123,7 @@ async fn serve(
     stop: watch::Receiver<Stop>,
     mut reopen: watch::Receiver<u64>,
 ) {
-    let Prepared { cfg, slot, statics, builders: builder } = prepared;
+    let Prepared { cfg, slot, statics, builders: builder, leaving } = prepared;
     // Connection cap: a permit is taken before `accept`, so past the cap new connections wait
     // in the kernel's listen backlog (where another worker may pick them up) instead of here.
     let permits = Arc::new(Semaphore::new(cfg.max_connections));
@@ -136,7 +148,7 @@ async fn serve(
     let shared = Arc::new(Shared {
         cfg,
         queue,
-        draining: Default::default(),
+        leaving,
         stop: stop.clone(),
         tasks: tracker.clone(),
         access_log,
@@ -151,7 +163,7 @@ async fn serve(
     tokio::spawn(async move {
         let _ = watch_stop.wait_for(|s| *s != Stop::Running).await;
         flag.slot.set_accepting(false);
-        flag.draining.store(true, std::sync::atomic::Ordering::Relaxed);
+        flag.leaving.store(true, Ordering::Relaxed);
     });
     for listener in listeners {
         let (shared, builder, permits, stop, conns) =
