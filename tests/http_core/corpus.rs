@@ -21,8 +21,9 @@ use _rsgi::config::ServerConfig;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyInt, PyList, PyString};
 
-use crate::support::client::{latin1, Conn, Echo, Response};
+use crate::support::client::{Conn, Response};
 use crate::support::default_config;
+use crate::support::echo::{latin1, Echo};
 use crate::support::stub::{self, start};
 
 /// Seconds per exchange, from connect to the last byte.

@@ -13,4 +13,5 @@ mod corpus;
 mod framing;
 mod limits;
 mod proxy;
+mod refusals;
 mod static_files;

@@ -7,8 +7,9 @@ use std::os::fd::AsRawFd;
 
 use _rsgi::config::{ServerConfig, TrustedProxies};
 
-use crate::support::client::{Conn, Echo};
+use crate::support::client::Conn;
 use crate::support::default_config;
+use crate::support::echo::Echo;
 use crate::support::stub::{self, start};
 
 const XFF: &[(&str, &str)] = &[

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod echo;
 pub mod stub;
 
 use _rsgi::config::ServerConfig;
