@@ -44,7 +44,7 @@ def boot(cfg: Config, collector: Callable[[], metrics.Collector]) -> Booted:
     """Everything up to forking the first worker except the signal handlers and the pid file.
     `collector` makes the metrics collector when --metrics-bind asks for one."""
     try:
-        logs.setup(cfg.log_level, cfg.error_log, cfg.log_config)
+        logs.setup(cfg.log_level, cfg.error_log, cfg.log_config, cfg.log_format)
     except Exception as e:
         logs.warn_early(f"--log-config {cfg.log_config}: {e}")
         raise BootFailed(2) from e

@@ -1,11 +1,16 @@
 """Logging glue: one format for the supervisor, workers and the Rust core (through pyo3-log,
-behind a queue that a thread of each worker drains: see src/bridge/log.rs)."""
+behind a queue that a thread of each worker drains: see src/bridge/log.rs). That format is text
+lines, or with ``--log-format json`` one JSON object per record (`JsonFormatter`)."""
 
 from __future__ import annotations
 
+import datetime
+import json
 import logging
+import os
 import sys
 import threading
+from typing import Any
 
 FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
 DATEFMT = "%Y-%m-%d %H:%M:%S %z"
@@ -13,17 +18,80 @@ DATEFMT = "%Y-%m-%d %H:%M:%S %z"
 log = logging.getLogger("rsgi")
 
 
-def setup(level: str, error_log: str = "-", config_file: str = "") -> None:
+# What every LogRecord has; anything else on a record came from `extra=` and is logged with it.
+_RECORD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, on one line: ``time`` (RFC 3339, UTC, microseconds, as the JSON
+    access log writes it), ``level``, ``logger``, ``message``, ``pid``, then ``exception`` (the
+    traceback text) and ``stack`` when present, then the record's ``extra=`` fields (a value JSON
+    cannot hold is logged as its repr; one whose name is taken gets an ``extra_`` prefix).
+
+    Compact, as the JSON access log is, so both can share a stream. ASCII only (``ensure_ascii``):
+    control characters, quotes and backslashes are escaped, non-ASCII text is ``\\uXXXX``, DEL
+    too, so a message can neither start a line nor depend on the stream's encoding. Usable in a
+    --log-config file as ``{"()": "rsgi.logs.JsonFormatter"}``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": _rfc3339(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": _message(record),
+            "pid": record.process or os.getpid(),
+        }
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            out["exception"] = record.exc_text
+        if record.stack_info:
+            out["stack"] = self.formatStack(record.stack_info)
+        for key, value in vars(record).items():
+            if key not in _RECORD_ATTRS:
+                out[f"extra_{key}" if key in out else key] = _jsonable(value)
+        return json.dumps(out, ensure_ascii=True, allow_nan=False, separators=(",", ":")).replace("\x7f", "\\u007f")
+
+
+def _rfc3339(created: float) -> str:
+    return datetime.datetime.fromtimestamp(created, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _message(record: logging.LogRecord) -> str:
+    """The formatted message; a message whose arguments don't fit is still one JSON record (the
+    text formatter would have printed "--- Logging error ---" and a traceback instead)."""
+    try:
+        return record.getMessage()
+    except Exception as e:
+        return f"{record.msg!r} % {record.args!r} failed: {type(e).__name__}: {e}"
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        return repr(value)
+    return value
+
+
+def setup(level: str, error_log: str = "-", config_file: str = "", log_format: str = "text") -> None:
     """Configure logging once per process (workers inherit it across fork). With a config file
-    (--log-config) that file decides everything; otherwise one handler on the root logger.
-    `trace` maps to DEBUG (Python has no TRACE)."""
+    (--log-config) that file decides everything, `log_format` included (a `json` given beside it
+    is reported); otherwise one handler on the root logger, with rsgi's text format or
+    `JsonFormatter`. `trace` maps to DEBUG (Python has no TRACE)."""
     if config_file:
         load_config_file(config_file)
+        if log_format == "json":
+            log.warning(
+                "--log-format json has no effect with --log-config %s, which configures logging "
+                "(a formatter there can be {'()': 'rsgi.logs.JsonFormatter'})",
+                config_file,
+            )
         return
     lvl = logging.DEBUG if level == "trace" else getattr(logging, level.upper(), logging.INFO)
     to_stderr = error_log in ("", "-")
     handler: logging.Handler = logging.StreamHandler(sys.stderr) if to_stderr else logging.FileHandler(error_log)
-    handler.setFormatter(logging.Formatter(FORMAT, DATEFMT))
+    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(FORMAT, DATEFMT))
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)

@@ -61,7 +61,7 @@ class CoreConfig:
     ws_ping_interval: float  # >= 0.001
     ws_ping_timeout: float
     access_log: str | None  # "-" (stdout), a file, or None (off)
-    access_log_format: str  # never empty
+    access_log_format: str  # gunicorn's atoms, or exactly "json"; never empty
     limit_concurrency: int | None  # None: no limit
     root_path: str  # no trailing "/"
     static_mounts: tuple[tuple[str, str], ...]  # (URL prefix, directory)
@@ -102,7 +102,7 @@ def core_view(cfg: Config) -> CoreConfig:
         ws_ping_interval=max(0.001, _seconds(cfg, "ws_ping_interval")),
         ws_ping_timeout=_seconds(cfg, "ws_ping_timeout"),
         access_log=cfg.access_log_target(),
-        access_log_format=cfg.access_log_format or DEFAULT_ACCESS_LOG_FORMAT,
+        access_log_format=_access_log_format(cfg.access_log_format),
         limit_concurrency=limit_concurrency or None,
         root_path=cfg.root_path.rstrip("/"),
         static_mounts=tuple(cfg.static_mounts()),
@@ -119,6 +119,13 @@ def core_view(cfg: Config) -> CoreConfig:
 def core_items(core: CoreConfig) -> list[tuple[str, object]]:
     """(name, value) pairs of the core view as plain Python values (TLS as a dict), for printing."""
     return list(dataclasses.asdict(core).items())
+
+
+def _access_log_format(value: str) -> str:
+    """gunicorn's atoms as given, gunicorn's default when empty, "json" in any spelling as "json"."""
+    if value.strip().lower() == "json":
+        return "json"
+    return value or DEFAULT_ACCESS_LOG_FORMAT
 
 
 def _seconds(cfg: Config, name: str) -> float:

@@ -295,7 +295,8 @@ class Config:
     )
     access_log_format: str = setting(
         "",
-        "Access log line with gunicorn's atoms, e.g. '%%(h)s \"%%(r)s\" %%(s)s %%(b)s %%(D)s'. Default: gunicorn's.",
+        "Access log line with gunicorn's atoms, e.g. '%%(h)s \"%%(r)s\" %%(s)s %%(b)s %%(D)s', or 'json' for one "
+        "JSON object per line. Default: gunicorn's.",
         ("--access-logformat", "--access-log-format"),
         conf=("access_log_format",),
     )
@@ -311,6 +312,13 @@ class Config:
     )
     error_log: str = setting(
         "-", "Error log file ('-' is stderr).", ("--error-log", "--error-logfile", "--log-file"), conf=("errorlog",)
+    )
+    log_format: str = setting(
+        "text",
+        "Error log records as 'text' lines or 'json' objects, one per line (time, level, logger, message, pid, "
+        "exception). A --log-config file wins over it.",
+        ("--log-format",),
+        choices=("text", "json"),
     )
 
     # Proxy headers and health
