@@ -84,6 +84,8 @@ pub struct ServerConfig {
     pub tls: Option<TlsSettings>,
     /// With both interfaces: path prefixes (ending in `/`) that go to the ASGI app.
     pub asgi_paths: Vec<String>,
+    /// `--proxy-protocol`: every connection starts with a PROXY header; None when off.
+    pub proxy_protocol: Option<ProxyProtocolSettings>,
 }
 
 /// The protocols a worker speaks (`--http`): `"1"`, `"2"` or `"auto"` in the core view.
@@ -115,6 +117,36 @@ pub struct TlsSettings {
     pub keyfile: String,
     pub ca_certs: String,
     pub cert_reqs: u8,
+}
+
+/// `--proxy-protocol` (which header versions) and `--proxy-allow-from` (who may send one; Python
+/// fills in `--forwarded-allow-ips` when it is not given).
+#[derive(Clone, Debug, FromPyObject)]
+pub struct ProxyProtocolSettings {
+    pub versions: ProxyVersions,
+    #[pyo3(from_py_with = allow_list)]
+    pub allow: TrustedProxies,
+}
+
+/// The PROXY protocol versions taken: `"auto"` (both), `"v1"` or `"v2"` in the core view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyVersions {
+    Both,
+    V1,
+    V2,
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for ProxyVersions {
+    type Error = PyErr;
+
+    fn extract(ob: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        match ob.extract::<String>()?.as_str() {
+            "auto" => Ok(Self::Both),
+            "v1" => Ok(Self::V1),
+            "v2" => Ok(Self::V2),
+            other => Err(PyValueError::new_err(format!("proxy_protocol: {other:?} is not \"auto\", \"v1\" or \"v2\""))),
+        }
+    }
 }
 
 /// `--forwarded-allow-ips`: the peers whose forwarding headers are believed.
@@ -162,6 +194,10 @@ fn optional_seconds(ob: &Bound<'_, PyAny>) -> PyResult<Option<Duration>> {
 
 fn unlimited_if_none(ob: &Bound<'_, PyAny>) -> PyResult<usize> {
     Ok(ob.extract::<Option<usize>>()?.unwrap_or(usize::MAX))
+}
+
+fn allow_list(ob: &Bound<'_, PyAny>) -> PyResult<TrustedProxies> {
+    TrustedProxies::parse(&ob.extract::<String>()?).map_err(PyValueError::new_err)
 }
 
 fn trusted_proxies(ob: &Bound<'_, PyAny>) -> PyResult<Option<TrustedProxies>> {

@@ -19,6 +19,7 @@ import pytest
 from conftest import TESTS, base_env
 from rsgi.cli import parse
 from rsgi.config import DEFAULT_ACCESS_LOG_FORMAT, FIELDS, ConfigError, CoreConfig, TlsCore, build
+from rsgi.config.core import ProxyProtocolCore
 
 APP = "apps.basic:hello"
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,6 +55,7 @@ CONTRACT: dict[str, Any] = {
     "h2_max_concurrent_streams": "int",
     "tls": "TlsCore | None",
     "asgi_paths": "tuple[str, ...]",
+    "proxy_protocol": "ProxyProtocolCore | None",
 }
 
 
@@ -87,6 +89,30 @@ def test_rust_reads_the_same_names() -> None:
 
     assert sorted(rust_fields("ServerConfig")) == sorted(CONTRACT)
     assert sorted(rust_fields("TlsSettings")) == sorted(f.name for f in dataclasses.fields(TlsCore))
+    assert sorted(rust_fields("ProxyProtocolSettings")) == sorted(f.name for f in dataclasses.fields(ProxyProtocolCore))
+
+
+def test_proxy_protocol_spellings_and_allow_list(tmp_path: Path) -> None:
+    """gunicorn's values (a bare flag or True: auto) and its `proxy_allow_ips`, which falls back
+    to --forwarded-allow-ips; `rsgi --proxy-protocol APP` keeps APP as the app."""
+    assert core().proxy_protocol is None
+    assert core("--proxy-protocol") == core("--proxy-protocol", "auto") == core("--proxy-protocol=on")
+    assert core("--proxy-protocol").proxy_protocol == ProxyProtocolCore("auto", "127.0.0.1,::1")
+    assert core("--proxy-protocol=v2", "--proxy-allow-from", "10.0.0.0/8").proxy_protocol == ProxyProtocolCore(
+        "v2", "10.0.0.0/8"
+    )
+    assert core("--proxy-protocol", "false").proxy_protocol is None
+    flags, _ = parse(["--proxy-protocol", APP])
+    assert flags == {"app": APP, "proxy_protocol": "auto"}
+    env = {"RSGI_PROXY_PROTOCOL": "1", "FORWARDED_ALLOW_IPS": "192.0.2.1"}
+    assert build({"app": APP}, env).core().proxy_protocol == ProxyProtocolCore("auto", "192.0.2.1")
+    conf = tmp_path / "gunicorn.conf.py"
+    conf.write_text("proxy_protocol = True\nproxy_allow_ips = '10.1.0.0/16'\n")
+    assert build({"app": APP, "config": str(conf)}, {}).core().proxy_protocol == ProxyProtocolCore(
+        "auto", "10.1.0.0/16"
+    )
+    with pytest.raises(ConfigError):
+        build({"app": APP, "proxy_protocol": "v3"}, {})
 
 
 def test_values_have_the_declared_types() -> None:

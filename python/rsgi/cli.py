@@ -42,8 +42,11 @@ def parser() -> argparse.ArgumentParser:
         kwargs: dict[str, Any] = {"dest": f.name, "help": f"{text} (default: {_show(f.default)})"}
         if f.metadata["metavar"]:
             kwargs["metavar"] = f.metadata["metavar"]
-        if f.metadata["choices"]:
+        if f.metadata["choices"] and not f.metadata["metavar"]:
             kwargs["metavar"] = "{" + ",".join(f.metadata["choices"]) + "}"
+        if f.metadata["const"] is not None:
+            kwargs["nargs"] = "?"
+            kwargs["const"] = f.metadata["const"]
         if f.type.startswith("list"):
             kwargs["action"] = "append"
         p.add_argument(*flags, **kwargs)
@@ -58,6 +61,11 @@ def parse(argv: Sequence[str] | None = None) -> tuple[dict[str, Any], bool]:
     """Flags given on the command line (only those), converted to field types."""
     ns = vars(parser().parse_args(argv))
     check = ns.pop("check_config", False)
+    for f in FIELDS.values():
+        # `rsgi --proxy-protocol mysite.wsgi:application`: a flag whose value is optional took the app.
+        raw, const = ns.get(f.name), f.metadata["const"]
+        if const is not None and isinstance(raw, str) and "app" not in ns and raw.lower() not in f.metadata["choices"]:
+            ns["app"], ns[f.name] = raw, const
     flags: dict[str, Any] = {}
     for name, raw in ns.items():
         if raw is None:

@@ -32,6 +32,7 @@ REFUSAL_REASONS = (
     "transfer_coding",
     "body_timeout",
     "overload",
+    "proxy_protocol",
 )
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 

@@ -13,8 +13,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use super::detect;
+use super::detect::{self, Rewind};
 use super::h1_reader::{self, ConnWatch};
+use super::proxy_protocol;
 use super::request::ConnInfo;
 use super::send_timeout::SendTimeout;
 use super::service::{self, Shared};
@@ -73,12 +74,26 @@ impl Builders {
     }
 }
 
-/// Serves one accepted connection: picks the protocol (`--http`, or the preface for `auto`),
-/// then runs hyper's HTTP/1 or HTTP/2 server on it.
+/// Serves one accepted connection: reads its PROXY header (`--proxy-protocol`), picks the
+/// protocol (`--http`, or the preface for `auto`), then runs hyper's HTTP/1 or HTTP/2 server on it.
 pub async fn serve<I>(io: I, info: ConnInfo, shared: Arc<Shared>, builders: Arc<Builders>, stop: watch::Receiver<Stop>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // Here, in the connection's task, so a slow or silent peer never holds up the accept loop;
+    // the keep-alive timeout bounds it as it bounds a request head. Without the setting the
+    // stream is wrapped all the same (an empty replay), so there is one connection type either way.
+    let (io, info) = match &shared.cfg.proxy_protocol {
+        None => (Rewind::new(io), info),
+        Some(settings) => match proxy_protocol::accept(io, info, settings, shared.cfg.keepalive).await {
+            Ok(accepted) => accepted,
+            Err(why) if why.counts() => {
+                shared.slot.refused(Refusal::ProxyProtocol);
+                return log::debug!("refused a connection before HTTP: {why}");
+            }
+            Err(why) => return log::debug!("closed a connection before its PROXY protocol header: {why}"),
+        },
+    };
     let io = SendTimeout::new(io, shared.cfg.send_timeout);
     if let Some(tls) = &builders.tls {
         let io = match tokio::time::timeout(shared.cfg.keepalive, tls.accept(io)).await {

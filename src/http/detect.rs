@@ -43,6 +43,11 @@ impl<I> Rewind<I> {
     pub fn new(inner: I) -> Self {
         Self { prefix: Bytes::new(), inner }
     }
+
+    /// Yields `prefix` (bytes already read past something the caller consumed) before `inner`.
+    pub fn replaying(prefix: Bytes, inner: I) -> Self {
+        Self { prefix, inner }
+    }
 }
 
 impl<I: AsyncRead + Unpin> AsyncRead for Rewind<I> {

@@ -8,6 +8,7 @@ pub mod conn;
 pub mod detect;
 pub mod h1_reader;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod request;
 pub mod response;
 pub mod send_timeout;

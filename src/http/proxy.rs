@@ -13,7 +13,7 @@ use super::request::{ConnInfo, Peer};
 
 /// A Unix-socket peer is a process on this machine (the usual nginx → socket setup), so it is
 /// trusted like loopback.
-fn trusts(trusted: &TrustedProxies, peer: &Peer) -> bool {
+pub(super) fn trusts(trusted: &TrustedProxies, peer: &Peer) -> bool {
     match peer {
         Peer::Tcp(a) => trusted.contains(a.ip()),
         Peer::Unix => true,

@@ -12,7 +12,7 @@
 //!   24, 25  requests in flight (gauge), connections open (gauge)
 //!   26, 27  connections accepted, websocket connections open (gauge)
 //!   28      websocket connections accepted
-//!   29..36  requests refused before the app, by `Refusal` (in its declaration order)
+//!   29..37  requests refused before the app, by `Refusal` (in its declaration order)
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -38,7 +38,7 @@ const CONNS_TOTAL: usize = 26;
 const WS_OPEN: usize = 27;
 const WS_TOTAL: usize = 28;
 const REFUSED: usize = 29;
-const WORDS: usize = 36;
+const WORDS: usize = 37;
 
 /// Every word's name, in layout order: what `Scoreboard.metrics()` hands Python
 /// (python/rsgi/metrics.py turns them into Prometheus metrics by these names).
@@ -79,6 +79,7 @@ pub const NAMES: [&str; WORDS] = [
     "refused_transfer_coding",
     "refused_body_timeout",
     "refused_overload",
+    "refused_proxy_protocol",
 ];
 
 /// Why a request was answered by the core without reaching the app. Counted, not logged one by
@@ -100,6 +101,9 @@ pub enum Refusal {
     BodyTimeout,
     /// 503: `--limit-concurrency` reached.
     Overload,
+    /// No answer: a connection closed for a missing, malformed, cut-short or untrusted PROXY
+    /// protocol header (`--proxy-protocol`).
+    ProxyProtocol,
 }
 
 impl Refusal {
@@ -254,7 +258,8 @@ mod tests {
         assert_eq!(NAMES[IN_FLIGHT], "in_flight");
         assert_eq!(NAMES[WS_TOTAL], "websockets");
         assert_eq!(NAMES[REFUSED + Refusal::Overload as usize], "refused_overload");
-        assert_eq!(REFUSED + Refusal::Overload as usize + 1, WORDS);
+        assert_eq!(NAMES[REFUSED + Refusal::ProxyProtocol as usize], "refused_proxy_protocol");
+        assert_eq!(REFUSED + Refusal::ProxyProtocol as usize + 1, WORDS);
     }
 
     #[test]

@@ -25,6 +25,14 @@ DEFAULT_ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s"
 # --http spellings: uvicorn's h11/httptools mean HTTP/1.1 only.
 HTTP_VERSIONS = {"1": "1", "h11": "1", "httptools": "1", "2": "2", "auto": "auto"}
 
+# --proxy-protocol spellings (gunicorn's, where a bare flag or True means auto): the versions taken.
+PROXY_PROTOCOL = {
+    **dict.fromkeys(("off", "false", "0", "none"), None),
+    **dict.fromkeys(("auto", "true", "on", "1"), "auto"),
+    "v1": "v1",
+    "v2": "v2",
+}
+
 U32_MAX = 2**32 - 1
 U64_MAX = 2**64 - 1
 
@@ -37,6 +45,14 @@ class TlsCore:
     keyfile: str  # empty: the key is read from certfile
     ca_certs: str  # empty: no client certificates are checked
     cert_reqs: int  # 0 not asked for, 1 optional, 2 required
+
+
+@dataclass(frozen=True)
+class ProxyProtocolCore:
+    """--proxy-protocol: which header versions are taken, and from which peers."""
+
+    versions: str  # "auto" (v1 and v2), "v1" or "v2"
+    allow: str  # --proxy-allow-from, else --forwarded-allow-ips, as given (Rust parses it)
 
 
 @dataclass(frozen=True)
@@ -72,6 +88,7 @@ class CoreConfig:
     h2_max_concurrent_streams: int
     tls: TlsCore | None  # None: cleartext
     asgi_paths: tuple[str, ...]  # each ending in "/"
+    proxy_protocol: ProxyProtocolCore | None  # None: connections start with HTTP or TLS
 
 
 def core_view(cfg: Config) -> CoreConfig:
@@ -113,6 +130,7 @@ def core_view(cfg: Config) -> CoreConfig:
         h2_max_concurrent_streams=_count(cfg, "h2_max_concurrent_streams", U32_MAX),
         tls=_tls(cfg),
         asgi_paths=tuple(p if p.endswith("/") else f"{p}/" for p in cfg.asgi_path),
+        proxy_protocol=_proxy_protocol(cfg),
     )
 
 
@@ -144,6 +162,15 @@ def _count(cfg: Config, name: str, most: int = U64_MAX) -> int:
     if value > most:
         raise ConfigError(f"{name} must be at most {most}")
     return value
+
+
+def _proxy_protocol(cfg: Config) -> ProxyProtocolCore | None:
+    if cfg.proxy_protocol.lower() not in PROXY_PROTOCOL:
+        raise ConfigError(f"proxy_protocol: {cfg.proxy_protocol!r} is not one of off, auto, v1, v2")
+    versions = PROXY_PROTOCOL[cfg.proxy_protocol.lower()]
+    if versions is None:
+        return None
+    return ProxyProtocolCore(versions=versions, allow=cfg.proxy_allow_ips or cfg.forwarded_allow_ips)
 
 
 def _tls(cfg: Config) -> TlsCore | None:

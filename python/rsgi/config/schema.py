@@ -36,8 +36,10 @@ def setting(
     negative: str | None = None,
     metavar: str | None = None,
     pending: bool = False,
+    const: str | None = None,
 ) -> Any:
-    """Declare a Config field. ``env``/``conf`` list extra names besides ``RSGI_<NAME>``/``<name>``."""
+    """Declare a Config field. ``env``/``conf`` list extra names besides ``RSGI_<NAME>``/``<name>``;
+    with ``const`` the flag may be given without a value, which then means ``const``."""
     meta = {
         "help": help,
         "flags": tuple(flags),
@@ -47,6 +49,7 @@ def setting(
         "negative": negative,
         "metavar": metavar,
         "pending": pending,
+        "const": const,
     }
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
@@ -334,6 +337,23 @@ class Config:
         "Apply proxy headers from --forwarded-allow-ips peers (client address, scheme, host, port).",
         ("--proxy-headers",),
         negative="--no-proxy-headers",
+    )
+    proxy_protocol: str = setting(
+        "off",
+        "Every connection starts with a PROXY protocol header (HAProxy's send-proxy / send-proxy-v2, AWS NLB, "
+        "stunnel), read before TLS and HTTP; its client address becomes REMOTE_ADDR / the ASGI client. Only "
+        "peers in --proxy-allow-from may send one; a connection without a valid header is closed unanswered. "
+        "auto takes v1 and v2, v1 and v2 only that version; the flag alone means auto (gunicorn's values).",
+        ("--proxy-protocol",),
+        choices=("off", "auto", "v1", "v2", "true", "false", "on", "1", "0", "none"),
+        metavar="off|auto|v1|v2",
+        const="auto",
+    )
+    proxy_allow_ips: str = setting(
+        "",
+        "Peers allowed to send a PROXY protocol header (gunicorn's setting): addresses or networks, "
+        "comma-separated, or '*'; Unix-socket peers are always allowed. Default: --forwarded-allow-ips.",
+        ("--proxy-allow-from",),
     )
     http: str = setting(
         "auto",
