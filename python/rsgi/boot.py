@@ -11,9 +11,10 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from . import logs, metrics, sockets, systemd, worker
+from . import logs, metrics, sockets, systemd, upgrade, worker
 from .config import Config
 from .importer import AppLoadError, load, prepare_path
 
@@ -38,11 +39,14 @@ class Booted:
     metrics: metrics.Endpoint | None = None
     app: Any = None  # with --preload
     wsgi_app: Any = None  # with --wsgi/--django and --preload
+    names: dict[int, str] = field(default_factory=dict)  # each socket's LISTEN_FDNAMES name, by fd
+    fixed: set[int] = field(default_factory=set)  # the fds of --bind fd://N sockets
 
 
-def boot(cfg: Config, collector: Callable[[], metrics.Collector]) -> Booted:
+def boot(cfg: Config, collector: Callable[[], metrics.Collector], successor: upgrade.Successor | None = None) -> Booted:
     """Everything up to forking the first worker except the signal handlers and the pid file.
-    `collector` makes the metrics collector when --metrics-bind asks for one."""
+    `collector` makes the metrics collector when --metrics-bind asks for one; `successor` is set
+    when a USR2 started this supervisor (the sockets then come from the one it replaces)."""
     try:
         logs.setup(cfg.log_level, cfg.error_log, cfg.log_config, cfg.log_format)
     except Exception as e:
@@ -65,28 +69,51 @@ def boot(cfg: Config, collector: Callable[[], metrics.Collector]) -> Booted:
     except ValueError as e:
         log.error("socket activation: %s", e)
         raise BootFailed(1) from e
+    by = f"the old supervisor {successor.old_pid}" if successor is not None and successor.pending else "systemd"
+    metrics_sock = _take(passed, cfg.metrics_bind, "127.0.0.1") if cfg.metrics_bind else None
+    if successor is not None and successor.pending:
+        for p in [p for p in passed if p.name == upgrade.METRICS]:
+            log.info("%s: --metrics-bind changed; no longer listening there", sockets.describe(p.sock))
+            passed.remove(p)
+            p.sock.close()
     for p in passed:
         name = f" {p.name!r}" if p.name else ""
-        log.info("listening on %s (socket%s passed by systemd)", sockets.describe(p.sock, scheme), name)
-    # With sockets passed, only an explicit --bind adds more (no default 127.0.0.1:8000).
+        log.info("listening on %s (socket%s passed by %s)", sockets.describe(p.sock, scheme), name, by)
+    # With sockets passed, only an explicit --bind adds more (no default 127.0.0.1:8000). One that
+    # names a passed socket's address is that socket: binding it again would fail (EADDRINUSE).
     addresses = cfg.binds(fallback=not passed)
+    bound = []
     try:
-        bound = [sockets.bind(a, cfg.backlog) for a in addresses]
+        for address in addresses:
+            if any(sockets.same_address(p.sock, address) for p in passed):
+                log.info("--bind %s: the socket passed for it is served (not bound again)", address)
+                continue
+            bound.append(sockets.bind(address, cfg.backlog))
+            booted.names[bound[-1].fileno()] = ""
+            if address.startswith("fd://"):
+                booted.fixed.add(bound[-1].fileno())
     except (OSError, ValueError) as e:
-        log.error("could not bind %s: %s", " ".join(addresses), e)
+        for s in bound:
+            s.close()
+        log.error("could not bind %s: %s", address, e)
         raise BootFailed(1) from e
     for s in bound:
         log.info("listening on %s", sockets.describe(s, scheme))
     booted.sockets = [p.sock for p in passed] + bound
+    booted.names.update({p.sock.fileno(): p.name for p in passed})
     if cfg.metrics_bind:
         try:
-            booted.metrics = metrics.Endpoint(cfg.metrics_bind, collector())
+            booted.metrics = metrics.Endpoint(cfg.metrics_bind, collector(), metrics_sock)
         except (OSError, ImportError, ValueError) as e:
             log.error("--metrics-bind %s: %s", cfg.metrics_bind, e)
             raise BootFailed(1) from e
         log.info("metrics on http://%s/metrics", cfg.metrics_bind)
-    # Socket files rsgi made; systemd's own are systemd's to remove.
+    # Socket files rsgi made (or took over from the supervisor a USR2 replaced); systemd's own are
+    # systemd's to remove.
     booted.unix_paths = [s.getsockname() for s in bound if s.family == socket.AF_UNIX]
+    if successor is not None:
+        served = {p.sock.getsockname() for p in passed if p.sock.family == socket.AF_UNIX}
+        booted.unix_paths += [path for path in successor.unlink if path in served]
     if cfg.preload:
         try:
             booted.app = load(cfg)
@@ -99,6 +126,15 @@ def boot(cfg: Config, collector: Callable[[], metrics.Collector]) -> Booted:
             log.exception("the app failed to import")
             raise BootFailed(worker.EXIT_BOOT_ERROR) from e
     return booted
+
+
+def _take(passed: list[systemd.Passed], address: str, default_host: str) -> socket.socket | None:
+    """The passed socket bound to `address`, removed from `passed` (None: there is none)."""
+    for p in passed:
+        if sockets.same_address(p.sock, address, default_host):
+            passed.remove(p)
+            return p.sock
+    return None
 
 
 def apply_env(cfg: Config) -> None:
@@ -120,17 +156,24 @@ def apply_env(cfg: Config) -> None:
 
 
 def write_pid(path: str) -> None:
-    """--pid: written once the supervisor handles signals, so whoever reads it can signal it."""
-    with open(path, "w") as f:
+    """--pid: written once the supervisor handles signals, so whoever reads it can signal it (by a
+    USR2 successor, once it serves). Replaced in one step: a reader never sees it empty."""
+    partial = f"{path}.{os.getpid()}.tmp"
+    with open(partial, "w") as f:
         f.write(f"{os.getpid()}\n")
+    os.replace(partial, path)
 
 
 def release(booted: Booted, pid_file: str) -> None:
-    """At exit: close the listeners, remove the Unix socket files and the pid file."""
+    """At exit: close the listeners, remove the Unix socket files, and the pid file if it still
+    names this process (after a USR2 it names the new supervisor)."""
     for s in booted.sockets:
         s.close()
     if booted.metrics is not None:
         booted.metrics.close()
-    for path in [*booted.unix_paths, *([pid_file] if pid_file else [])]:
+    for path in booted.unix_paths:
         with contextlib.suppress(OSError):
             os.unlink(path)
+    with contextlib.suppress(OSError, ValueError):
+        if pid_file and int(Path(pid_file).read_text().strip() or 0) == os.getpid():
+            os.unlink(pid_file)

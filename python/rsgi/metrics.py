@@ -177,27 +177,16 @@ class Endpoint:
     non-blocking: a call reads or writes what is there and returns. Each connection gets one
     answer (`GET /metrics`, or an error) and is closed."""
 
-    def __init__(self, address: str, collector: Collector) -> None:
-        """Binds `address` (HOST:PORT; an empty host is 127.0.0.1). Raises OSError (the address
-        is unusable), ValueError (no port) or ImportError (no prometheus_client)."""
+    def __init__(self, address: str, collector: Collector, inherited: socket.socket | None = None) -> None:
+        """Binds `address` (HOST:PORT; an empty host is 127.0.0.1), or listens on `inherited`, a
+        socket already bound to it (passed by systemd or by the supervisor a USR2 replaced). Raises
+        OSError (the address is unusable), ValueError (no port) or ImportError (no prometheus_client)."""
         try:
             from prometheus_client import CollectorRegistry
         except ImportError:
             raise ImportError("--metrics-bind needs prometheus_client (pip install rsgi[metrics])") from None
-        host, _, port = address.rpartition(":")
-        infos = socket.getaddrinfo(
-            host.strip("[]") or "127.0.0.1", int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
-        family, kind, proto, _, sockaddr = infos[0]
-        self.listener = socket.socket(family, kind, proto)
-        try:
-            self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self.listener.bind(sockaddr)
-            self.listener.listen(MAX_CLIENTS)
-            self.listener.setblocking(False)
-        except OSError:
-            self.listener.close()
-            raise
+        self.listener = inherited if inherited is not None else _listen(address)
+        self.listener.setblocking(False)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(collector)  # type: ignore[arg-type]
         self.clients: dict[socket.socket, _Client] = {}
@@ -341,3 +330,20 @@ def _response(
     fields = [("Content-Type", content_type), *extra, ("Content-Length", str(len(body))), ("Connection", "close")]
     head = "".join(f"{k}: {v}\r\n" for k, v in fields)
     return f"HTTP/1.1 {status}\r\n{head}\r\n".encode("latin-1") + (b"" if head_only else body)
+
+
+def _listen(address: str) -> socket.socket:
+    host, _, port = address.rpartition(":")
+    infos = socket.getaddrinfo(
+        host.strip("[]") or "127.0.0.1", int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    family, kind, proto, _, sockaddr = infos[0]
+    listener = socket.socket(family, kind, proto)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(sockaddr)
+        listener.listen(MAX_CLIENTS)
+    except OSError:
+        listener.close()
+        raise
+    return listener

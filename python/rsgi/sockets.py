@@ -49,6 +49,29 @@ def _bind_unix(path: str, backlog: int) -> socket.socket:
     return sock
 
 
+def same_address(sock: socket.socket, address: str, default_host: str | None = None) -> bool:
+    """Whether `sock` (an inherited listening socket) is what binding `address` would give: the
+    same Unix socket path, the same resolved host and port, or the descriptor fd://N itself.
+    `default_host` is what an empty host means (`:8000`; None: any address, as `bind` does)."""
+    try:
+        name = sock.getsockname()
+    except OSError:
+        return False
+    if address.startswith("unix:"):
+        return sock.family == socket.AF_UNIX and name == address[5:]
+    if address.startswith("fd://"):
+        return address[5:].isdigit() and sock.fileno() == int(address[5:])
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return False
+    try:
+        host, port = split_host_port(address)
+        infos = socket.getaddrinfo(host or default_host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (ConfigError, OSError):
+        return False
+    family, _, _, _, addr = infos[0]
+    return family == sock.family and tuple(addr[:2]) == tuple(name[:2])
+
+
 def split_host_port(address: str) -> tuple[str, int]:
     """'127.0.0.1:8000' / '[::1]:8000' / 'localhost:8000' / ':8000' / '8000'."""
     if address.startswith("["):

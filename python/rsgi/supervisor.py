@@ -3,7 +3,8 @@ and kills workers as the policies say, serves --metrics-bind, tells systemd how 
 stops the workers gracefully (after --drain-delay on SIGTERM). It never serves the app's requests
 itself and runs no threads (so forking is safe): everything happens in one loop that waits on a
 signal pipe and the metrics sockets. What runs once before the loop is in boot.py; the decisions
-(recycling, --timeout, restart back-off) in policies.py; the systemd protocol in systemd.py."""
+(recycling, --timeout, restart back-off) in policies.py; the systemd protocol in systemd.py; the
+USR2 upgrade's processes and handshake in upgrade.py."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from . import drain, logs, metrics, policies, reloader, systemd, worker
+from . import drain, logs, metrics, policies, reloader, systemd, upgrade, worker
 from .boot import Booted, BootFailed, boot, release, write_pid
 from .config import Config
 from .policies import KILL_SLACK, Child
@@ -37,6 +38,7 @@ HANDLED = (
     signal.SIGTTIN,
     signal.SIGTTOU,
     signal.SIGUSR1,
+    signal.SIGUSR2,
     signal.SIGCHLD,
 )
 POLL_IN = select.POLLIN | select.POLLHUP | select.POLLERR
@@ -44,10 +46,12 @@ POLL_OUT = select.POLLOUT | select.POLLHUP | select.POLLERR
 
 
 class Supervisor:
-    def __init__(self, cfg: Config, reread: Callable[[], Config] | None = None) -> None:
-        """`reread` builds the Config again (config file and environment re-read) on SIGHUP."""
+    def __init__(self, cfg: Config, reread: Callable[[], Config] | None = None, upgradable: bool = True) -> None:
+        """`reread` builds the Config again (config file and environment re-read) on SIGHUP;
+        `upgradable`: SIGUSR2 execs the command line this process started with (upgrade.py)."""
         self.cfg = cfg
         self.reread = reread
+        self.upgradable = upgradable
         self.children: dict[int, Child] = {}
         self.target = cfg.workers
         self.booted = Booted()
@@ -64,21 +68,30 @@ class Supervisor:
         self.drain_until: float | None = None  # end of --drain-delay once a SIGTERM began it
         self.notice: drain.Notice | None = None
         self.systemd = systemd.Notifier({})  # the real one is made in run()
+        # USR2: the environment and directory the supervisor started with, for its successor; the
+        # upgrade under way (this is the old supervisor), or this one's side of it (the new one).
+        self.environ: dict[str, str] = {}
+        self.cwd = ""
+        self.upgrade: upgrade.Upgrade | None = None
+        self.successor = upgrade.Successor({})
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def run(self) -> int:
         cfg = self.cfg
-        # Before anything imports the app: NOTIFY_SOCKET and WATCHDOG_* leave the environment.
+        self.environ, self.cwd = dict(os.environ), os.getcwd()
+        # Before anything imports the app: NOTIFY_SOCKET, WATCHDOG_* and RSGI_UPGRADE_* leave the environment.
         self.systemd = systemd.Notifier(os.environ)
+        self.successor = upgrade.Successor(os.environ)
         try:
-            self.booted = boot(cfg, lambda: metrics.Collector(self.scoreboard, self._live_slots, self.totals))
+            collector = lambda: metrics.Collector(self.scoreboard, self._live_slots, self.totals)  # noqa: E731
+            self.booted = boot(cfg, collector, self.successor)
         except BootFailed as e:
             return e.code
         self.sockets, self.metrics = self.booted.sockets, self.booted.metrics
         self._install_signals()
         logs.set_title("supervisor", cfg.proc_name or cfg.app)
-        if cfg.pid:
+        if cfg.pid and not self.successor.pending:  # a successor writes it once it serves
             write_pid(cfg.pid)
         log.info("rsgi %s starting %d worker%s", _version(), self.target, "s"[: self.target != 1])
         if cfg.reload:
@@ -94,8 +107,12 @@ class Supervisor:
                 self._reap()
                 self._watch()
                 self._enforce_deadline()
-                self._tell_systemd()
+                self._follow_upgrade()
+                self._report()
         finally:
+            if self.upgrade is not None:
+                self.upgrade.close()
+            self.successor.close()
             release(self.booted, cfg.pid)
             self.notice.close()
             self.systemd.close()
@@ -124,6 +141,10 @@ class Supervisor:
             # then new connections are refused instead of waiting for a worker that won't come.
             for s in self.sockets:
                 s.close()
+            if self.upgrade is not None:
+                # Not taken over yet: the new supervisor goes too.
+                log.warning("USR2: the upgrade under way is given up; stopping the new supervisor %d", self.upgrade.pid)
+                self._abandon_upgrade()
         elif sig == signal.SIGQUIT:
             # QUIT during a graceful stop makes it fast (the workers do the same).
             self.stopping = min(self.stopping, time.monotonic() + KILL_SLACK)
@@ -212,6 +233,9 @@ class Supervisor:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
             handle = None if slot is None else self.scoreboard.slot(slot)
             self.systemd.close()
+            self.successor.close()
+            if self.upgrade is not None:
+                self.upgrade.close()
             assert self.notice is not None
             notice = self.notice.in_worker()  # the write end closed here whatever the delay
             if self.cfg.drain_delay <= 0:
@@ -236,6 +260,11 @@ class Supervisor:
                 return
             if pid == self.watcher:
                 self.watcher = None
+                continue
+            if self.upgrade is not None and pid == self.upgrade.pid:
+                code = os.waitstatus_to_exitcode(status)
+                how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+                self._upgrade_failed(f"the new supervisor {pid} {how} before its workers served (see above)")
                 continue
             child = self.children.pop(pid, None)
             code = os.waitstatus_to_exitcode(status)
@@ -300,7 +329,9 @@ class Supervisor:
         while self.pending:
             sig = self.pending.pop(0)
             leaving = self.stopping is not None or self.drain_until is not None
-            if sig == signal.SIGTERM and not leaving and self.cfg.drain_delay > 0:
+            # A USR2 successor not serving yet is stopped at once: the old supervisor still serves.
+            delay = self.cfg.drain_delay > 0 and not self.successor.pending
+            if sig == signal.SIGTERM and not leaving and delay:
                 self._begin_drain_delay()
             elif sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
                 self.stop(sig)
@@ -317,6 +348,8 @@ class Supervisor:
                 logs.reopen_files()
                 log.info("SIGUSR1: log files reopened")
                 self._signal_all(signal.SIGUSR1)
+            elif sig == signal.SIGUSR2:
+                self._begin_upgrade(leaving)
             elif sig == signal.SIGTTIN and not leaving:
                 self.target += 1
                 log.info("SIGTTIN: %d workers", self.target)
@@ -351,6 +384,10 @@ class Supervisor:
             timeout = min(timeout, max(0.0, self.drain_until - now))
         if self.stopping is None and self.drain_until is None:
             timeout = min(timeout, self.systemd.due_in(now))
+            if self.successor.pending:
+                timeout = min(timeout, systemd.READY_POLL)
+        if self.upgrade is not None:
+            timeout = min(timeout, max(0.0, self.upgrade.deadline - now))
         return timeout
 
     # -- --drain-delay -------------------------------------------------------------------
@@ -369,17 +406,108 @@ class Supervisor:
         if self.drain_until is not None and time.monotonic() >= self.drain_until:
             self.stop(signal.SIGTERM)
 
-    # -- systemd ---------------------------------------------------------------------------
+    # -- USR2 ------------------------------------------------------------------------------
 
-    def _tell_systemd(self) -> None:
-        """What systemd.Notifier.report needs, read off the scoreboard (STOPPING=1 is stop()'s)."""
-        if not self.systemd.enabled or self.stopping is not None or self.drain_until is not None:
+    def _begin_upgrade(self, leaving: bool) -> None:
+        """Starts the new supervisor (upgrade.py), unless one is on its way or this one stops."""
+        if leaving:
+            log.info("USR2: this supervisor is stopping; not upgrading")
+            return
+        if self.upgrade is not None:
+            log.info("USR2: an upgrade is already under way (new supervisor %d); ignored", self.upgrade.pid)
+            return
+        if self.successor.pending:
+            log.info("USR2: this supervisor has not taken over from %d yet; ignored", self.successor.old_pid)
+            return
+        if not self.upgradable:
+            log.info("USR2: upgrades are for a server started by the rsgi command; ignored")
+            return
+        booted = self.booted
+        listeners = [
+            upgrade.Listener(s.fileno(), booted.names.get(s.fileno(), ""), s.fileno() in booted.fixed)
+            for s in self.sockets
+        ]
+        if self.metrics is not None:
+            listeners.append(upgrade.Listener(self.metrics.listener.fileno(), upgrade.METRICS))
+        timeout = self.cfg.upgrade_timeout
+        try:
+            self.upgrade = upgrade.start(
+                listeners, self.environ, self.cwd, booted.unix_paths, time.monotonic() + timeout, HANDLED
+            )
+        except (OSError, ValueError) as e:
+            log.error("USR2: the new supervisor could not be started (%s); this one keeps serving", e)
+            return
+        log.info(
+            "USR2: started a new supervisor (pid %d) from the code on disk; this one serves until its "
+            "workers do (--upgrade-timeout %gs)",
+            self.upgrade.pid,
+            timeout,
+        )
+
+    def _follow_upgrade(self) -> None:
+        """The old supervisor's side: reads the pipe, and gives up at --upgrade-timeout."""
+        if self.upgrade is None:
+            return
+        answer = self.upgrade.poll()
+        if answer is None and time.monotonic() >= self.upgrade.deadline:
+            self._upgrade_failed(
+                f"the workers of the new supervisor {self.upgrade.pid} did not all serve within "
+                f"{self.cfg.upgrade_timeout:g}s (--upgrade-timeout); stopping it"
+            )
+        elif answer is False:
+            self._upgrade_failed(f"the new supervisor {self.upgrade.pid} stopped before its workers served (see above)")
+        elif answer:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        """The new supervisor serves: this one stops gracefully. No --drain-delay (the new workers
+        accept from the same sockets, so nobody has to stop sending), no STOPPING=1 (systemd's main
+        process is the new one), and the socket files and pid file are the new supervisor's now."""
+        assert self.upgrade is not None
+        new = self.upgrade.pid
+        self.upgrade.close()
+        self.upgrade = None
+        log.info("USR2: the new supervisor %d serves; this one (pid %d) stops gracefully", new, os.getpid())
+        self.systemd.hand_over(new)
+        self.booted.unix_paths = []
+        self.stop(signal.SIGTERM)
+
+    def _upgrade_failed(self, why: str) -> None:
+        log.error("USR2: upgrade failed: %s; this supervisor (pid %d) keeps serving", why, os.getpid())
+        self._abandon_upgrade()
+
+    def _abandon_upgrade(self) -> None:
+        """Stops the new supervisor if it still runs (SIGTERM: graceful, without --drain-delay while
+        it has not taken over); it is reaped as any other child would be and otherwise ignored."""
+        if self.upgrade is None:
+            return
+        self._kill(self.upgrade.pid, signal.SIGTERM)
+        self.upgrade.close()
+        self.upgrade = None
+
+    # -- readiness: USR2's handshake and systemd ---------------------------------------------
+
+    def _report(self) -> None:
+        """Once every wanted worker serves: a USR2 successor writes the pid file and tells the old
+        supervisor; systemd.Notifier.report gets what it needs, read off the scoreboard
+        (STOPPING=1 is stop()'s)."""
+        waiting = self.successor.pending
+        if not (self.systemd.enabled or waiting) or self.stopping is not None or self.drain_until is not None:
             return
         now = time.monotonic()
         children = list(self.children.values())
         serving = {c.pid for c in children if c.slot is None or self.scoreboard.ready(c.slot)}
         active = [c for c in children if not c.retiring]
         ready = sum(1 for c in active if c.pid in serving)
+        if waiting:
+            # Silent to systemd until the old supervisor has made this one the main process
+            # (MAINPID=), which it does as soon as it reads the pipe: the next turn, 0.1 s on.
+            if ready >= self.target:
+                if self.cfg.pid:
+                    write_pid(self.cfg.pid)
+                log.info("USR2: every worker serves; taking over from the supervisor %d", self.successor.old_pid)
+                self.successor.ready()
+            return
         self.systemd.report(
             systemd.Workers(ready, self.target, len(active) - ready, len(children) - len(active)),
             # Healthy: some worker serves and no restart is held back (no crash loop under way).
@@ -392,6 +520,8 @@ class Supervisor:
         serves the metrics connections that are ready; never blocks on one."""
         poll = select.poll()
         poll.register(self.wake_r, select.POLLIN)
+        if self.upgrade is not None:
+            poll.register(self.upgrade.fd, select.POLLIN)
         if self.metrics is not None:
             for s in self.metrics.readers():
                 poll.register(s, select.POLLIN)

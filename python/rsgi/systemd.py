@@ -175,6 +175,12 @@ class Notifier:
         self._ready_sent = False
         self.send("RELOADING=1", f"MONOTONIC_USEC={monotonic_usec()}")
 
+    def hand_over(self, pid: int) -> None:
+        """USR2 done: the new supervisor `pid` is the service's main process. Sent by the old one,
+        which systemd accepts with NotifyAccess=main; it says nothing more (no STOPPING=1)."""
+        self.send(f"MAINPID={pid}")
+        self.close()
+
     def stopping(self, status: str) -> None:
         self.send("STOPPING=1", f"STATUS={status}")
 

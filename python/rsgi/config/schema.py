@@ -397,6 +397,12 @@ class Config:
         "delay; SIGINT and SIGQUIT skip it.",
         ("--drain-delay",),
     )
+    upgrade_timeout: float = setting(
+        60.0,
+        "On SIGUSR2 (upgrade rsgi and the app: a new supervisor from the code on disk takes over the sockets), "
+        "seconds its workers have to serve before the upgrade is given up and the running server keeps serving.",
+        ("--upgrade-timeout",),
+    )
 
     # Accepted so that existing gunicorn/uvicorn command lines and config files keep working, but
     # not acted on yet. Setting one logs a warning at startup; nothing is silently ignored.
@@ -489,6 +495,8 @@ class Config:
             raise ConfigError("keepalive must be positive")
         if not 0 <= self.drain_delay < math.inf:
             raise ConfigError("drain_delay must be 0 or more seconds")
+        if not 0 < self.upgrade_timeout < math.inf:
+            raise ConfigError("upgrade_timeout must be more than 0 seconds")
         for address in self.binds():
             check_address(address)
         if self.cert_reqs not in (0, 1, 2):

@@ -226,7 +226,7 @@ class Command(DjangoRunserver):
             log_config = logging_beside_django(cfg, self.scratch)
             cfg = dataclasses.replace(cfg, log_config=log_config)
         try:
-            return Supervisor(cfg).run()
+            return Supervisor(cfg, upgradable=False).run()  # the autoreloader restarts it instead
         finally:
             if log_config:
                 with contextlib.suppress(FileNotFoundError):
