@@ -368,7 +368,7 @@ def test_pending_setting_in_config_file_is_warned_about(serve: StartServer, tmp_
     assert "ssl_version is accepted for compatibility but not implemented yet" in server.log()
 
 
-def test_gunicorn_server_hooks_in_config_file_are_warned_about(tmp_path: Path) -> None:
+def test_gunicorn_server_hooks_are_taken_and_the_uncalled_ones_warned_about(tmp_path: Path) -> None:
     conf = write(
         tmp_path / "gunicorn.conf.py",
         """\
@@ -379,12 +379,18 @@ def test_gunicorn_server_hooks_in_config_file_are_warned_about(tmp_path: Path) -
 
         def when_ready(server):
             pass
+
+        def pre_exec(server):
+            pass
         """,
     )
     _, stderr = check_config(APP, "-c", str(conf))
     warned = warnings_in(stderr)
-    assert any("post_fork" in w for w in warned), stderr
-    assert any("when_ready" in w for w in warned), stderr
+    assert not any("post_fork" in w or "when_ready" in w for w in warned), stderr
+    assert any("pre_exec" in w for w in warned), stderr
+    found: dict[str, Any] = {}
+    build({"app": APP, "config": str(conf)}, {}, hooks=found)
+    assert sorted(found) == ["post_fork", "when_ready"]
 
 
 @pytest.mark.parametrize(

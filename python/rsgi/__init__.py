@@ -29,4 +29,12 @@ def run(app: str, **settings: Any) -> int:
             raise TypeError(f"run() got an unknown setting {key!r}")
         f = FIELDS[names[key]]
         flags[f.name] = value if f.name == "bind" and isinstance(value, list) else parse_value(f, value)
-    return Supervisor(build(flags), reread=lambda: build(flags)).run()
+    from . import hooks
+
+    def reread() -> Any:
+        found: dict[str, Any] = {}
+        cfg = build(flags, hooks=found)
+        hooks.install(found)
+        return cfg
+
+    return Supervisor(reread(), reread=reread).run()

@@ -11,7 +11,7 @@ import socket
 import threading
 from typing import Any
 
-from . import drain, sync_calls
+from . import drain, hooks, sync_calls
 from ._rsgi import SlotHandle, Worker
 from .config import Config
 from .lifespan import Lifespan
@@ -108,6 +108,7 @@ def serve(
     try:
         if not loop.run_until_complete(lifespan.startup()):
             return False
+        hooks.watch_signals(loop)
         worker = Worker(cfg.core(), [s.fileno() for s in sockets], "dual" if wsgi else "asgi", slot)
         drain.follow(worker, drain_notice)
         for s in sockets:

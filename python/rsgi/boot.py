@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import logs, metrics, sockets, systemd, upgrade, worker
+from . import hooks, logs, metrics, sockets, systemd, upgrade, worker
 from .config import Config
 from .importer import AppLoadError, load, prepare_path
 
@@ -52,6 +52,8 @@ def boot(cfg: Config, collector: Callable[[], metrics.Collector], successor: upg
     except Exception as e:
         logs.warn_early(f"--log-config {cfg.log_config}: {e}")
         raise BootFailed(2) from e
+    if not hooks.starting():  # a failing on_starting stops start-up, as in gunicorn
+        raise BootFailed(1)
     try:
         apply_env(cfg)
     except (OSError, ImportError) as e:

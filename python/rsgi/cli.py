@@ -81,9 +81,10 @@ def parse(argv: Sequence[str] | None = None) -> tuple[dict[str, Any], bool]:
 def main(argv: Sequence[str] | None = None) -> None:
     from .logs import warn_early
 
+    found: dict[str, Any] = {}
     try:
         flags, check = parse(argv)
-        cfg = build(flags, warn=warn_early)
+        cfg = build(flags, warn=warn_early, hooks=found)
     except ConfigError as e:
         print(f"rsgi: error: {e}", file=sys.stderr)
         sys.exit(2)
@@ -92,9 +93,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         for name in cfg.pending_settings():
             warn_early(f"{name} is accepted for compatibility but not implemented yet; it has no effect")
         return
+    from . import hooks
     from .supervisor import Supervisor
 
-    sys.exit(Supervisor(cfg, reread=lambda: build(flags, warn=warn_early)).run())
+    hooks.install(found)
+    sys.exit(Supervisor(cfg, reread=lambda: reread(flags)).run())
+
+
+def reread(flags: dict[str, Any]) -> Config:
+    """SIGHUP: the settings and the server hooks as the config file and environment say now."""
+    from . import hooks
+    from .logs import warn_early
+
+    found: dict[str, Any] = {}
+    cfg = build(flags, warn=warn_early, hooks=found)
+    hooks.install(found)
+    return cfg
 
 
 def print_config(cfg: Config) -> None:

@@ -21,7 +21,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from . import drain, logs, metrics, policies, reloader, systemd, upgrade, worker
+from . import drain, hooks, logs, metrics, policies, reloader, systemd, upgrade, worker
 from .boot import Booted, BootFailed, boot, release, write_pid
 from .config import Config
 from .policies import KILL_SLACK, Child
@@ -79,6 +79,7 @@ class Supervisor:
 
     def run(self) -> int:
         cfg = self.cfg
+        hooks.bind(self)
         self.environ, self.cwd = dict(os.environ), os.getcwd()
         # Before anything imports the app: NOTIFY_SOCKET, WATCHDOG_* and RSGI_UPGRADE_* leave the environment.
         self.systemd = systemd.Notifier(os.environ)
@@ -94,6 +95,9 @@ class Supervisor:
         if cfg.pid and not self.successor.pending:  # a successor writes it once it serves
             write_pid(cfg.pid)
         log.info("rsgi %s starting %d worker%s", _version(), self.target, "s"[: self.target != 1])
+        if not hooks.ready():  # a failing when_ready stops start-up, as in gunicorn
+            release(self.booted, cfg.pid)
+            return 1
         if cfg.reload:
             inherited = [*self.sockets, *([self.metrics.listener] if self.metrics else [])]
             self.watcher = reloader.start(cfg, os.getpid(), inherited)
@@ -116,6 +120,7 @@ class Supervisor:
             release(self.booted, cfg.pid)
             self.notice.close()
             self.systemd.close()
+        hooks.exiting()
         log.info("stopped")
         return self.exit_code
 
@@ -155,6 +160,7 @@ class Supervisor:
     # -- workers -------------------------------------------------------------------------
 
     def _spawn_missing(self) -> None:
+        hooks.nworkers(self.target)
         if self.stopping is not None:
             return
         active = [c for c in self.children.values() if not c.retiring]
@@ -209,6 +215,7 @@ class Supervisor:
         slot = self.scoreboard.take()
         limit = policies.request_limit(self.cfg.max_requests, self.cfg.max_requests_jitter)
         lifetime = policies.lifetime(self.cfg.workers_lifetime)
+        hooks.pre_fork()
         # Signals wait while forking: a worker must never run the supervisor's handlers (a SIGTERM
         # sent by a stop just after the fork would be recorded in the child's copy and lost).
         signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
@@ -219,6 +226,7 @@ class Supervisor:
             raise
         if pid:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
+            hooks.forked(pid)
             child = self.children[pid] = Child(pid, slot, limit, time.monotonic(), lifetime)
             return child
         # In the child: never return into the supervisor's loop.
@@ -240,12 +248,14 @@ class Supervisor:
             notice = self.notice.in_worker()  # the write end closed here whatever the delay
             if self.cfg.drain_delay <= 0:
                 notice = -1
+            hooks.post_fork()
             code = worker.run(
                 self.cfg, self.sockets, self.booted.app, os.getppid(), handle, self.booted.wsgi_app, notice
             )
         except BaseException:
             traceback.print_exc()
         finally:
+            hooks.worker_exit()
             logs.flush_core_logs()
             logging.shutdown()
             os._exit(code)
@@ -267,6 +277,7 @@ class Supervisor:
                 self._upgrade_failed(f"the new supervisor {pid} {how} before its workers served (see above)")
                 continue
             child = self.children.pop(pid, None)
+            hooks.child_exit(pid)
             code = os.waitstatus_to_exitcode(status)
             # Without a scoreboard slot there is no readiness to read: judged by time alone.
             ready = child is None or child.slot is None or self.scoreboard.ready(child.slot)
@@ -340,6 +351,7 @@ class Supervisor:
                 log.info("SIGHUP: replacing workers")
                 self.systemd.reloading()
                 self._reread_config()
+                hooks.reloaded()
                 for child in list(self.children.values()):
                     if not child.retiring:
                         self._retire(child, "SIGHUP")

@@ -16,7 +16,7 @@ import sys
 import threading
 from typing import Any
 
-from . import __version__, drain, interfaces, logs
+from . import __version__, drain, hooks, interfaces, logs
 from ._rsgi import FileWrapper, SlotHandle, Worker
 from .config import Config
 from .importer import AppLoadError, load
@@ -162,6 +162,7 @@ def run(
     except ValueError as e:
         log.error("--static-django: %s", e)
         return EXIT_BOOT_ERROR
+    hooks.post_worker_init()
     interface = cfg.resolved_interface()
     if interface == "auto":
         interface = interfaces.detect(app)
@@ -171,13 +172,16 @@ def run(
         if interfaces.detect(app) != "asgi":
             log.error("with --wsgi, %s must be an ASGI app (e.g. mysite.asgi:application)", cfg.app)
             return EXIT_BOOT_ERROR
-        served = asgi.serve(cfg, sockets, app, slot, wsgi=(wsgi_app, base_environ(cfg)), drain_notice=drain_notice)
+        wsgi = (hooks.wrap_wsgi(wsgi_app), base_environ(cfg))
+        served = asgi.serve(cfg, sockets, app, slot, wsgi=wsgi, drain_notice=drain_notice)
         return EXIT_OK if served else EXIT_BOOT_ERROR
     if interface == "asgi":
         from . import asgi
 
         return EXIT_OK if asgi.serve(cfg, sockets, app, slot, drain_notice=drain_notice) else EXIT_BOOT_ERROR
 
+    app = hooks.wrap_wsgi(app)
+    hooks.watch_signals()
     try:
         worker = Worker(cfg.core(), [s.fileno() for s in sockets], "wsgi", slot)
     except Exception:

@@ -20,6 +20,7 @@ from .schema import FIELDS, Config
 
 __all__ = [
     "GUNICORN_HOOKS",
+    "UNCALLED_HOOKS",
     "ConfigError",
     "build",
     "env_names",
@@ -30,7 +31,7 @@ __all__ = [
     "read_django_rsgi",
 ]
 
-# gunicorn server hooks: functions in a config file that rsgi does not call (yet).
+# gunicorn server hooks: functions in a config file, called by rsgi (hooks.py) except these two.
 GUNICORN_HOOKS = frozenset(
     {
         *("on_starting", "on_reload", "when_ready", "pre_fork", "post_fork", "post_worker_init", "worker_int"),
@@ -38,6 +39,7 @@ GUNICORN_HOOKS = frozenset(
         *("nworkers_changed", "on_exit", "ssl_context"),
     }
 )
+UNCALLED_HOOKS = frozenset({"pre_exec", "ssl_context"})
 
 
 def parse_value(f: dataclasses.Field[Any], raw: Any) -> Any:
@@ -84,8 +86,12 @@ def from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
-def from_file(path: str, warn: Callable[[str], None]) -> dict[str, Any]:
-    """Settings from a Python config file; gunicorn.conf.py names are understood."""
+def from_file(
+    path: str, warn: Callable[[str], None], hooks: dict[str, Callable[..., Any]] | None = None
+) -> dict[str, Any]:
+    """Settings from a Python config file; gunicorn.conf.py names are understood. Its server
+    hooks (functions) go into `hooks`; without it (no supervisor to call them) they are warned
+    about, as are the ones rsgi never calls."""
     if not os.path.isfile(path):
         raise ConfigError(f"config file {path!r} not found")
     try:
@@ -96,7 +102,10 @@ def from_file(path: str, warn: Callable[[str], None]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in namespace.items():
         if key in GUNICORN_HOOKS and callable(value):
-            warn(f"config file {path}: server hook {key}() is not supported by rsgi and is not called")
+            if hooks is not None and key not in UNCALLED_HOOKS:
+                hooks[key] = value
+            else:
+                warn(f"config file {path}: server hook {key}() is not supported by rsgi here and is not called")
             continue
         if key.startswith("_") or callable(value) or isinstance(value, type(os)):
             continue
@@ -208,16 +217,19 @@ def build(
     environ: Mapping[str, str] | None = None,
     warn: Callable[[str], None] = lambda _m: None,
     django_rsgi: tuple[str, Any] | None = None,
+    hooks: dict[str, Callable[..., Any]] | None = None,
 ) -> Config:
     """Defaults < config file < the Django settings' RSGI < environment < flags, validated once (the
     core view included). `django_rsgi` is (settings module, RSGI value) from a caller that has
-    Django's settings loaded (runserver); without it they are read as `read_django_rsgi` says."""
+    Django's settings loaded (runserver); without it they are read as `read_django_rsgi` says.
+    The config file's server hooks are put in `hooks` (callables are no settings: the frozen
+    Config keeps plain values, and the supervisor installs these with rsgi.hooks.install)."""
     environ = os.environ if environ is None else environ
     env = from_env(environ)
     path = flags.get("config") or env.get("config") or ""
     values: dict[str, Any] = {}
     if path:
-        values.update(from_file(path, warn))
+        values.update(from_file(path, warn, hooks))
     known = {**values, **env, **flags}
     if django_rsgi is None:
         django_rsgi = read_django_rsgi(known, environ, warn)
