@@ -86,6 +86,8 @@ pub struct ServerConfig {
     pub asgi_paths: Vec<String>,
     /// `--proxy-protocol`: every connection starts with a PROXY header; None when off.
     pub proxy_protocol: Option<ProxyProtocolSettings>,
+    /// `--limit-rate`: requests per client address, 429 past them; None when off.
+    pub limit_rate: Option<RateLimitSettings>,
 }
 
 /// The protocols a worker speaks (`--http`): `"1"`, `"2"` or `"auto"` in the core view.
@@ -126,6 +128,23 @@ pub struct ProxyProtocolSettings {
     pub versions: ProxyVersions,
     #[pyo3(from_py_with = allow_list)]
     pub allow: TrustedProxies,
+}
+
+/// `--limit-rate N/s|N/m`, `--limit-burst`, `--limit-rate-path`, `--limit-rate-keys` (see
+/// `http::rate_limit`). Python settles the defaults: a burst of 0 is already N, N is at least 1.
+#[derive(Clone, Debug, FromPyObject)]
+pub struct RateLimitSettings {
+    /// Requests a client may make per `period`, sustained.
+    pub requests: u64,
+    /// One second (`N/s`) or one minute (`N/m`).
+    #[pyo3(from_py_with = seconds)]
+    pub period: Duration,
+    /// Requests a client with a full bucket may make at once.
+    pub burst: u64,
+    /// Only requests for paths under these prefixes count; empty: every request for the app.
+    pub paths: Vec<String>,
+    /// Client addresses one worker tracks at most (the table's memory bound).
+    pub max_keys: usize,
 }
 
 /// The PROXY protocol versions taken: `"auto"` (both), `"v1"` or `"v2"` in the core view.

@@ -19,7 +19,7 @@ import pytest
 from conftest import TESTS, base_env
 from rsgi.cli import parse
 from rsgi.config import DEFAULT_ACCESS_LOG_FORMAT, FIELDS, ConfigError, CoreConfig, TlsCore, build
-from rsgi.config.core import ProxyProtocolCore
+from rsgi.config.core import ProxyProtocolCore, RateLimitCore
 
 APP = "apps.basic:hello"
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +56,7 @@ CONTRACT: dict[str, Any] = {
     "tls": "TlsCore | None",
     "asgi_paths": "tuple[str, ...]",
     "proxy_protocol": "ProxyProtocolCore | None",
+    "limit_rate": "RateLimitCore | None",
 }
 
 
@@ -90,6 +91,32 @@ def test_rust_reads_the_same_names() -> None:
     assert sorted(rust_fields("ServerConfig")) == sorted(CONTRACT)
     assert sorted(rust_fields("TlsSettings")) == sorted(f.name for f in dataclasses.fields(TlsCore))
     assert sorted(rust_fields("ProxyProtocolSettings")) == sorted(f.name for f in dataclasses.fields(ProxyProtocolCore))
+    assert sorted(rust_fields("RateLimitSettings")) == sorted(f.name for f in dataclasses.fields(RateLimitCore))
+
+
+def test_limit_rate_spellings_and_sources(tmp_path: Path) -> None:
+    assert core().limit_rate is None
+    assert core("--limit-rate", "off").limit_rate is None
+    assert core("--limit-rate", "10/s").limit_rate == RateLimitCore(10, 1.0, 10, (), 100_000)
+    assert core("--limit-rate", "30r/m", "--limit-burst", "5").limit_rate == RateLimitCore(30, 60.0, 5, (), 100_000)
+    view = core(
+        "--limit-rate", "2/S", "--limit-rate-path", "/api/", "--limit-rate-path", "/login", "--limit-rate-keys", "7"
+    )
+    assert view.limit_rate == RateLimitCore(2, 1.0, 2, ("/api/", "/login"), 7)
+    assert build({"app": APP}, {"RSGI_LIMIT_RATE": "5/m"}).core().limit_rate == RateLimitCore(5, 60.0, 5, (), 100_000)
+    conf = tmp_path / "conf.py"
+    conf.write_text("limit_rate = '3/s'\nlimit_burst = 1\n")
+    assert build({"app": APP, "config": str(conf)}, {}).core().limit_rate == RateLimitCore(3, 1.0, 1, (), 100_000)
+    for bad, message in [
+        (["--limit-rate", "10"], "is not N/s or N/m"),
+        (["--limit-rate", "0/s"], "is not N/s or N/m"),
+        (["--limit-rate", "10/h"], "is not N/s or N/m"),
+        (["--limit-rate", "1/s", "--limit-rate-path", "api/"], "must start with /"),
+        (["--limit-rate", "1/s", "--limit-rate-keys", "0"], "limit_rate_keys must be 1 or more"),
+        (["--limit-rate", "1/s", "--limit-burst", "-1"], "limit_burst must be 0 or more"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            core(*bad)
 
 
 def test_proxy_protocol_spellings_and_allow_list(tmp_path: Path) -> None:

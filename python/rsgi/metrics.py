@@ -33,6 +33,7 @@ REFUSAL_REASONS = (
     "body_timeout",
     "overload",
     "proxy_protocol",
+    "rate_limited",
 )
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 

@@ -9,6 +9,7 @@ pub mod detect;
 pub mod h1_reader;
 pub mod proxy;
 pub mod proxy_protocol;
+pub mod rate_limit;
 pub mod request;
 pub mod response;
 pub mod send_timeout;

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body::Body;
 use hyper::body::Incoming;
@@ -17,6 +17,7 @@ use super::app::{AppQueue, CloseOnDrop, Closed, Job};
 use super::body::{self, BodyError, ResponseBody};
 use super::h1_reader::ConnWatch;
 use super::proxy;
+use super::rate_limit::RateLimiter;
 use super::request::{ConnInfo, RequestBody, RequestHead};
 use super::response;
 use super::websocket::{self, WsConn};
@@ -47,6 +48,8 @@ pub struct Shared {
     pub statics: StaticFiles,
     /// This worker's counters for the supervisor (metrics, recycling).
     pub slot: Slot,
+    /// `--limit-rate`: this worker's table of clients (each worker has its own).
+    pub rate_limit: Option<Arc<RateLimiter>>,
 }
 
 /// Holds one unit of `Shared::in_flight` until dropped.
@@ -142,6 +145,15 @@ async fn serve(
         if unread_body {
             resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
         }
+        return finish(resp, &shared);
+    }
+    // --limit-rate: only what would reach the app counts (the health path and static files were
+    // answered above: a page's assets must not use up its allowance, nor a load balancer's
+    // checks). Counted, never logged: a flood costs a hash lookup and an atomic add per request.
+    if let Some(limited) = shared.rate_limit.as_ref().and_then(|l| l.check_request(&conn.remote, req.uri().path())) {
+        shared.slot.refused(Refusal::RateLimited);
+        let mut resp = response::plain(StatusCode::TOO_MANY_REQUESTS, unread_body);
+        resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(limited.retry_after));
         return finish(resp, &shared);
     }
     // --limit-concurrency: past it, answer 503 at once instead of queueing without bound

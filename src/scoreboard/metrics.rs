@@ -12,7 +12,7 @@
 //!   24, 25  requests in flight (gauge), connections open (gauge)
 //!   26, 27  connections accepted, websocket connections open (gauge)
 //!   28      websocket connections accepted
-//!   29..37  requests refused before the app, by `Refusal` (in its declaration order)
+//!   29..38  requests refused before the app, by `Refusal` (in its declaration order)
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -38,7 +38,7 @@ const CONNS_TOTAL: usize = 26;
 const WS_OPEN: usize = 27;
 const WS_TOTAL: usize = 28;
 const REFUSED: usize = 29;
-const WORDS: usize = 37;
+const WORDS: usize = 38;
 
 /// Every word's name, in layout order: what `Scoreboard.metrics()` hands Python
 /// (python/rsgi/metrics.py turns them into Prometheus metrics by these names).
@@ -80,6 +80,7 @@ pub const NAMES: [&str; WORDS] = [
     "refused_body_timeout",
     "refused_overload",
     "refused_proxy_protocol",
+    "refused_rate_limited",
 ];
 
 /// Why a request was answered by the core without reaching the app. Counted, not logged one by
@@ -104,6 +105,8 @@ pub enum Refusal {
     /// No answer: a connection closed for a missing, malformed, cut-short or untrusted PROXY
     /// protocol header (`--proxy-protocol`).
     ProxyProtocol,
+    /// 429: the client address is over `--limit-rate`.
+    RateLimited,
 }
 
 impl Refusal {
@@ -116,6 +119,7 @@ impl Refusal {
             501 => Self::TransferCoding,
             408 => Self::BodyTimeout,
             503 => Self::Overload,
+            429 => Self::RateLimited,
             _ => Self::Malformed,
         }
     }
@@ -259,7 +263,8 @@ mod tests {
         assert_eq!(NAMES[WS_TOTAL], "websockets");
         assert_eq!(NAMES[REFUSED + Refusal::Overload as usize], "refused_overload");
         assert_eq!(NAMES[REFUSED + Refusal::ProxyProtocol as usize], "refused_proxy_protocol");
-        assert_eq!(REFUSED + Refusal::ProxyProtocol as usize + 1, WORDS);
+        assert_eq!(NAMES[REFUSED + Refusal::RateLimited as usize], "refused_rate_limited");
+        assert_eq!(REFUSED + Refusal::RateLimited as usize + 1, WORDS);
     }
 
     #[test]

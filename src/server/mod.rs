@@ -17,6 +17,7 @@ use crate::config::ServerConfig;
 use crate::http::access_log::AccessLog;
 use crate::http::app::AppQueue;
 use crate::http::conn;
+use crate::http::rate_limit::RateLimiter;
 use crate::http::request::ConnInfo;
 use crate::http::service::Shared;
 use crate::http::static_files::StaticFiles;
@@ -34,6 +35,8 @@ pub struct Server {
     reopen: watch::Receiver<u64>,
     /// `Shared::leaving`.
     leaving: Arc<AtomicBool>,
+    /// `Shared::rate_limit`.
+    rate_limit: Option<Arc<RateLimiter>>,
 }
 
 impl Server {
@@ -51,9 +54,10 @@ impl Server {
             builders: Arc::new(conn::Builders::new(&cfg)?),
             slot,
             leaving: Arc::default(),
+            rate_limit: cfg.limit_rate.as_ref().map(|s| Arc::new(RateLimiter::new(s))),
             cfg,
         };
-        let leaving = prepared.leaving.clone();
+        let (leaving, rate_limit) = (prepared.leaving.clone(), prepared.rate_limit.clone());
         let (listeners, signals) = {
             let _enter = runtime.enter();
             let listeners = fds.iter().map(|fd| Listener::from_fd(*fd)).collect::<std::io::Result<Vec<_>>>()?;
@@ -69,7 +73,7 @@ impl Server {
             queue.stopped();
             drop(done_tx);
         });
-        Ok(Self { handle: runtime.handle().clone(), runtime: Some(runtime), stop, done, reopen, leaving })
+        Ok(Self { handle: runtime.handle().clone(), runtime: Some(runtime), stop, done, reopen, leaving, rate_limit })
     }
 
     /// Changes on each SIGUSR1: the access log reopens itself; the bridge reopens Python's
@@ -94,6 +98,11 @@ impl Server {
         &self.done
     }
 
+    /// Client addresses `--limit-rate` tracks now (0 when off): its memory, for tests.
+    pub fn rate_limited_clients(&self) -> usize {
+        self.rate_limit.as_ref().map_or(0, |l| l.tracked())
+    }
+
     /// A handle for spawning on the runtime from other threads (the ASGI loop's send tasks).
     pub fn handle(&self) -> tokio::runtime::Handle {
         self.handle.clone()
@@ -114,6 +123,7 @@ struct Prepared {
     statics: StaticFiles,
     builders: Arc<conn::Builders>,
     leaving: Arc<AtomicBool>,
+    rate_limit: Option<Arc<RateLimiter>>,
 }
 
 async fn serve(
@@ -123,7 +133,7 @@ async fn serve(
     stop: watch::Receiver<Stop>,
     mut reopen: watch::Receiver<u64>,
 ) {
-    let Prepared { cfg, slot, statics, builders: builder, leaving } = prepared;
+    let Prepared { cfg, slot, statics, builders: builder, leaving, rate_limit } = prepared;
     // Connection cap: a permit is taken before `accept`, so past the cap new connections wait
     // in the kernel's listen backlog (where another worker may pick them up) instead of here.
     let permits = Arc::new(Semaphore::new(cfg.max_connections));
@@ -155,6 +165,7 @@ async fn serve(
         in_flight: Default::default(),
         statics,
         slot,
+        rate_limit,
     });
     // Once a stop begins every response says `Connection: close`, so clients move on cleanly.
     // From then on siblings stop counting on this worker to take connections (`wait_for_share`).

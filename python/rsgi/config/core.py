@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,9 @@ PROXY_PROTOCOL = {
     "v2": "v2",
 }
 
+# --limit-rate: N per second or per minute (nginx's "10r/s" spelling too).
+RATE = re.compile(r"(\d+)\s*r?\s*/\s*(s|sec|second|m|min|minute)", re.IGNORECASE)
+
 U32_MAX = 2**32 - 1
 U64_MAX = 2**64 - 1
 
@@ -53,6 +57,17 @@ class ProxyProtocolCore:
 
     versions: str  # "auto" (v1 and v2), "v1" or "v2"
     allow: str  # --proxy-allow-from, else --forwarded-allow-ips, as given (Rust parses it)
+
+
+@dataclass(frozen=True)
+class RateLimitCore:
+    """--limit-rate and its companions: N requests per period per client, `burst` at once."""
+
+    requests: int  # >= 1
+    period: float  # 1.0 (N/s) or 60.0 (N/m)
+    burst: int  # >= 1 (--limit-burst 0 means N)
+    paths: tuple[str, ...]  # --limit-rate-path prefixes; empty: every request for the app
+    max_keys: int  # >= 1: client addresses tracked per worker
 
 
 @dataclass(frozen=True)
@@ -89,6 +104,7 @@ class CoreConfig:
     tls: TlsCore | None  # None: cleartext
     asgi_paths: tuple[str, ...]  # each ending in "/"
     proxy_protocol: ProxyProtocolCore | None  # None: connections start with HTTP or TLS
+    limit_rate: RateLimitCore | None  # None: no rate limit
 
 
 def core_view(cfg: Config) -> CoreConfig:
@@ -131,6 +147,7 @@ def core_view(cfg: Config) -> CoreConfig:
         tls=_tls(cfg),
         asgi_paths=tuple(p if p.endswith("/") else f"{p}/" for p in cfg.asgi_path),
         proxy_protocol=_proxy_protocol(cfg),
+        limit_rate=_limit_rate(cfg),
     )
 
 
@@ -171,6 +188,29 @@ def _proxy_protocol(cfg: Config) -> ProxyProtocolCore | None:
     if versions is None:
         return None
     return ProxyProtocolCore(versions=versions, allow=cfg.proxy_allow_ips or cfg.forwarded_allow_ips)
+
+
+def _limit_rate(cfg: Config) -> RateLimitCore | None:
+    spec = cfg.limit_rate.strip()
+    if spec.lower() in ("", "0", "off", "none"):
+        return None
+    match = RATE.fullmatch(spec)
+    if match is None or not 1 <= int(match[1]) <= U64_MAX:
+        raise ConfigError(f"limit_rate: {cfg.limit_rate!r} is not N/s or N/m with N >= 1 (e.g. 10/s)")
+    requests = int(match[1])
+    for prefix in cfg.limit_rate_path:
+        if not prefix.startswith("/"):
+            raise ConfigError(f"limit_rate_path {prefix!r} must start with /")
+    max_keys = _count(cfg, "limit_rate_keys")
+    if max_keys < 1:
+        raise ConfigError("limit_rate_keys must be 1 or more")
+    return RateLimitCore(
+        requests=requests,
+        period=1.0 if match[2].lower().startswith("s") else 60.0,
+        burst=_count(cfg, "limit_burst") or requests,
+        paths=tuple(cfg.limit_rate_path),
+        max_keys=max_keys,
+    )
 
 
 def _tls(cfg: Config) -> TlsCore | None:

@@ -205,6 +205,30 @@ class Config:
         "Requests per worker (queued or running) past which new ones get 503 at once (0: no limit).",
         ("--limit-concurrency",),
     )
+    limit_rate: str = setting(
+        "",
+        "Requests per client address (after proxy headers; IPv6 per /64) as N/s or N/m, nginx's limit_req with "
+        "nodelay: past the rate and the burst, 429 with Retry-After from the core. Per worker. Off by default.",
+        ("--limit-rate",),
+        metavar="N/s|N/m",
+    )
+    limit_burst: int = setting(
+        0,
+        "Requests a client may make at once before --limit-rate spaces them (0: N, one period's worth).",
+        ("--limit-burst",),
+    )
+    limit_rate_path: list[str] = setting(
+        [],
+        "Only paths under this prefix (percent-decoded) count against --limit-rate. Repeatable. Default: every "
+        "request for the app (never the health path or static files).",
+        ("--limit-rate-path",),
+        metavar="PREFIX",
+    )
+    limit_rate_keys: int = setting(
+        100_000,
+        "Client addresses --limit-rate tracks per worker (~40 bytes each); past it the most idle are forgotten.",
+        ("--limit-rate-keys",),
+    )
     root_path: str = setting("", "Mount point of the app (SCRIPT_NAME).", ("--root-path",))
     # Static files (answered by the core; no Python)
     static: list[str] = setting(
