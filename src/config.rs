@@ -88,6 +88,8 @@ pub struct ServerConfig {
     pub proxy_protocol: Option<ProxyProtocolSettings>,
     /// `--limit-rate`: requests per client address, 429 past them; None when off.
     pub limit_rate: Option<RateLimitSettings>,
+    /// `--compress`: gzip and zstd for the responses that allow it; None when off.
+    pub compress: Option<CompressSettings>,
 }
 
 /// The protocols a worker speaks (`--http`): `"1"`, `"2"` or `"auto"` in the core view.
@@ -145,6 +147,21 @@ pub struct RateLimitSettings {
     pub paths: Vec<String>,
     /// Client addresses one worker tracks at most (the table's memory bound).
     pub max_keys: usize,
+}
+
+/// `--compress` and its companions (see `http::compress`). Python checked the levels against each
+/// codec's range and lower-cased the types.
+#[derive(Clone, Debug, FromPyObject)]
+pub struct CompressSettings {
+    /// Responses whose length is known and below this are sent as they are.
+    pub min_size: u64,
+    /// Content types that are compressed: `type/subtype`, `type/*`, `type/*+suffix`, `*/*`.
+    pub types: Vec<String>,
+    /// Each codec's level; None: that codec is not offered.
+    pub gzip: Option<i32>,
+    pub zstd: Option<i32>,
+    /// Paths under these prefixes (percent-decoded) are never compressed (BREACH).
+    pub exclude_paths: Vec<String>,
 }
 
 /// The PROXY protocol versions taken: `"auto"` (both), `"v1"` or `"v2"` in the core view.

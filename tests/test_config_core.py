@@ -19,7 +19,7 @@ import pytest
 from conftest import TESTS, base_env
 from rsgi.cli import parse
 from rsgi.config import DEFAULT_ACCESS_LOG_FORMAT, FIELDS, ConfigError, CoreConfig, TlsCore, build
-from rsgi.config.core import ProxyProtocolCore, RateLimitCore
+from rsgi.config.core import CompressCore, ProxyProtocolCore, RateLimitCore
 
 APP = "apps.basic:hello"
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,6 +57,7 @@ CONTRACT: dict[str, Any] = {
     "asgi_paths": "tuple[str, ...]",
     "proxy_protocol": "ProxyProtocolCore | None",
     "limit_rate": "RateLimitCore | None",
+    "compress": "CompressCore | None",
 }
 
 
@@ -92,6 +93,7 @@ def test_rust_reads_the_same_names() -> None:
     assert sorted(rust_fields("TlsSettings")) == sorted(f.name for f in dataclasses.fields(TlsCore))
     assert sorted(rust_fields("ProxyProtocolSettings")) == sorted(f.name for f in dataclasses.fields(ProxyProtocolCore))
     assert sorted(rust_fields("RateLimitSettings")) == sorted(f.name for f in dataclasses.fields(RateLimitCore))
+    assert sorted(rust_fields("CompressSettings")) == sorted(f.name for f in dataclasses.fields(CompressCore))
 
 
 def test_limit_rate_spellings_and_sources(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use super::access_log::{AccessLog, Entry};
 use super::app::CloseOnDrop;
+use super::compress::{Encoded, Encoder};
 use super::h1_reader::ConnWatch;
 use super::request::RequestBody;
 use crate::config::ServerConfig;
@@ -102,6 +103,8 @@ enum Kind {
     Stream(mpsc::Receiver<Chunk>),
     /// A file sent by tokio without Python reading it (`wsgi.file_wrapper`); `remaining` caps it.
     File { reader: ReaderStream<tokio::io::Take<tokio::fs::File>>, remaining: u64 },
+    /// One of the above, compressed as it is sent (`--compress`, see `compress`).
+    Encoded(Box<Encoded>),
 }
 
 impl ResponseBody {
@@ -147,6 +150,27 @@ impl ResponseBody {
         self._closed = Some(guard);
         self
     }
+
+    /// The whole content, when it is complete in memory (`--compress` encodes it in one go).
+    pub fn in_memory(&self) -> Option<&[u8]> {
+        match &self.kind {
+            Kind::Full(data) => Some(data.as_deref().unwrap_or_default()),
+            _ => None,
+        }
+    }
+
+    /// Replaces the content with `data`, keeping what is attached to the body (its guard).
+    pub fn set_full(&mut self, data: Bytes) {
+        self.kind = Kind::Full(if data.is_empty() { None } else { Some(data) });
+    }
+
+    /// Runs the content through `encoder` as hyper sends it, keeping what is attached to the body.
+    /// A streamed body is flushed after each chunk, so every chunk reaches the client when sent.
+    pub fn compress_as_sent(&mut self, encoder: Encoder) {
+        let flush_each = matches!(self.kind, Kind::Stream(_));
+        let content = Self::from(std::mem::replace(&mut self.kind, Kind::Full(None)));
+        self.kind = Kind::Encoded(Box::new(Encoded::new(content, encoder, flush_each)));
+    }
 }
 
 impl From<Kind> for ResponseBody {
@@ -176,6 +200,7 @@ impl ResponseBody {
                     Poll::Pending => Poll::Pending,
                 }
             }
+            Kind::Encoded(encoded) => encoded.poll_next(cx),
         }
     }
 }
@@ -213,13 +238,14 @@ impl Body for ResponseBody {
             Kind::Full(data) => data.is_none(),
             Kind::Stream(_) => false,
             Kind::File { remaining, .. } => *remaining == 0,
+            Kind::Encoded(encoded) => encoded.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
-            Kind::Stream(_) => SizeHint::default(),
+            Kind::Stream(_) | Kind::Encoded(_) => SizeHint::default(),
             Kind::File { remaining, .. } => SizeHint::with_exact(*remaining),
         }
     }

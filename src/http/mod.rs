@@ -4,6 +4,7 @@
 pub mod access_log;
 pub mod app;
 pub mod body;
+pub mod compress;
 pub mod conn;
 pub mod detect;
 pub mod h1_reader;

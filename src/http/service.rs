@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 use super::access_log::{AccessLog, Entry};
 use super::app::{AppQueue, CloseOnDrop, Closed, Job};
 use super::body::{self, BodyError, ResponseBody};
+use super::compress;
 use super::h1_reader::ConnWatch;
 use super::proxy;
 use super::rate_limit::RateLimiter;
@@ -134,6 +135,8 @@ async fn serve(
     // while the answer was still being written, and a malformed request after it made hyper
     // write its 400 into the middle of a static file (found by the `http_request` fuzz target).
     let unread_body = !req.body().is_end_stream();
+    // --compress: what this request accepts, settled now (the request is consumed below).
+    let compress = compress::offer(cfg.compress.as_ref(), &req);
     let core_answer = if !cfg.health_path.is_empty() && req.uri().path() == cfg.health_path {
         Some(health(&shared))
     } else if !shared.statics.is_empty() {
@@ -142,6 +145,9 @@ async fn serve(
         None
     };
     if let Some(mut resp) = core_answer {
+        if let Some(offer) = &compress {
+            offer.apply(&mut resp); // static files without a precompressed sibling
+        }
         if unread_body {
             resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
         }
@@ -212,6 +218,9 @@ async fn serve(
     let mut resp = Response::new(body.guarded(guard));
     *resp.status_mut() = app.status;
     *resp.headers_mut() = app.headers;
+    if let Some(offer) = &compress {
+        offer.apply(&mut resp);
+    }
     finish(resp, &shared)
 }
 

@@ -37,6 +37,34 @@ PROXY_PROTOCOL = {
 # --limit-rate: N per second or per minute (nginx's "10r/s" spelling too).
 RATE = re.compile(r"(\d+)\s*r?\s*/\s*(s|sec|second|m|min|minute)", re.IGNORECASE)
 
+# --compress-types by default: text, and the text formats of the web that other types name. Already
+# compressed formats (images but SVG, fonts but TTF/OTF/EOT, archives, video) gain nothing.
+COMPRESS_TYPES = (
+    "text/*",
+    "application/json",
+    "application/*+json",
+    "application/javascript",
+    "application/x-javascript",
+    "application/ecmascript",
+    "application/xml",
+    "application/*+xml",
+    "application/wasm",
+    "application/x-ndjson",
+    "image/svg+xml",
+    "image/x-icon",
+    "image/vnd.microsoft.icon",
+    "font/ttf",
+    "font/otf",
+    "application/vnd.ms-fontobject",
+)
+
+# --compress-level: each codec's (lowest, highest, default) level. gzip 6 is zlib's default and
+# Django's GZipMiddleware's; zstd 3 is zstd's own, the usual level for responses made per request
+# (above 19 it needs windows browsers refuse). Spellings a CODEC=LEVEL item may use. No brotli: its
+# encoder does not fit in the wheel (README, Compression).
+COMPRESS_LEVELS = {"gzip": (1, 9, 6), "zstd": (1, 19, 3)}
+COMPRESS_CODECS = {"gzip": "gzip", "gz": "gzip", "zstd": "zstd", "zst": "zstd"}
+
 U32_MAX = 2**32 - 1
 U64_MAX = 2**64 - 1
 
@@ -68,6 +96,17 @@ class RateLimitCore:
     burst: int  # >= 1 (--limit-burst 0 means N)
     paths: tuple[str, ...]  # --limit-rate-path prefixes; empty: every request for the app
     max_keys: int  # >= 1: client addresses tracked per worker
+
+
+@dataclass(frozen=True)
+class CompressCore:
+    """--compress and its companions: which responses are compressed, and each codec's level."""
+
+    min_size: int  # bytes; a response of known length below it is sent as it is
+    types: tuple[str, ...]  # lower-case patterns: type/subtype, type/*, type/*+suffix, */*
+    gzip: int | None  # level; None: not offered
+    zstd: int | None
+    exclude_paths: tuple[str, ...]  # --compress-exclude-path prefixes, each starting with "/"
 
 
 @dataclass(frozen=True)
@@ -105,6 +144,7 @@ class CoreConfig:
     asgi_paths: tuple[str, ...]  # each ending in "/"
     proxy_protocol: ProxyProtocolCore | None  # None: connections start with HTTP or TLS
     limit_rate: RateLimitCore | None  # None: no rate limit
+    compress: CompressCore | None  # None: responses are sent as the app made them
 
 
 def core_view(cfg: Config) -> CoreConfig:
@@ -148,6 +188,7 @@ def core_view(cfg: Config) -> CoreConfig:
         asgi_paths=tuple(p if p.endswith("/") else f"{p}/" for p in cfg.asgi_path),
         proxy_protocol=_proxy_protocol(cfg),
         limit_rate=_limit_rate(cfg),
+        compress=_compress(cfg),
     )
 
 
@@ -210,6 +251,41 @@ def _limit_rate(cfg: Config) -> RateLimitCore | None:
         burst=_count(cfg, "limit_burst") or requests,
         paths=tuple(cfg.limit_rate_path),
         max_keys=max_keys,
+    )
+
+
+def _compress(cfg: Config) -> CompressCore | None:
+    if not cfg.compress:
+        return None
+    levels: dict[str, int | None] = {codec: default for codec, (_, _, default) in COMPRESS_LEVELS.items()}
+    for item in cfg.compress_level:
+        name, sep, value = item.partition("=")
+        codec = COMPRESS_CODECS.get(name.strip().lower())
+        if codec is None or not sep:
+            raise ConfigError(f"compress_level: {item!r} is not CODEC=LEVEL with CODEC gzip or zstd")
+        lowest, highest, _ = COMPRESS_LEVELS[codec]
+        value = value.strip().lower()
+        if value in ("off", "none", "no"):
+            levels[codec] = None
+        elif value.isdigit() and lowest <= int(value) <= highest:
+            levels[codec] = int(value)
+        else:
+            raise ConfigError(f"compress_level: {codec} takes {lowest} to {highest} or off, not {value!r}")
+    if all(level is None for level in levels.values()):
+        raise ConfigError("compress_level turns every codec off: leave --compress off instead")
+    types = tuple(t.strip().lower() for t in cfg.compress_types if t.strip())
+    for t in types:
+        if t.count("/") != 1 or t.startswith("/") or t.endswith("/"):
+            raise ConfigError(f"compress_types: {t!r} is not type/subtype (or type/*)")
+    for prefix in cfg.compress_exclude_path:
+        if not prefix.startswith("/"):
+            raise ConfigError(f"compress_exclude_path {prefix!r} must start with /")
+    return CompressCore(
+        min_size=_count(cfg, "compress_min_size"),
+        types=types,
+        gzip=levels["gzip"],
+        zstd=levels["zstd"],
+        exclude_paths=tuple(cfg.compress_exclude_path),
     )
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from .core import CoreConfig, core_view
+from .core import COMPRESS_TYPES, CoreConfig, core_view
 from .errors import ConfigError
 
 MIB = 1024 * 1024
@@ -247,6 +247,42 @@ class Config:
         "Cache-Control max-age in seconds for static files without a content hash in their name "
         "(hashed names from ManifestStaticFilesStorage get a year and 'immutable').",
         ("--static-max-age",),
+    )
+    # Response compression (in the core, on tokio threads; no Python)
+    compress: bool = setting(
+        False,
+        "Compress responses with zstd or gzip as the client's Accept-Encoding prefers (zstd on a tie), in the "
+        "core: a Django project can drop GZipMiddleware. Off by default, as in gunicorn and uvicorn. Mind BREACH "
+        "on pages that reflect secrets (see --compress-exclude-path).",
+        ("--compress",),
+        negative="--no-compress",
+    )
+    compress_min_size: int = setting(
+        1024,
+        "Responses whose length is known and below this many bytes are sent uncompressed (about one TCP "
+        "segment: a smaller one arrives no sooner compressed).",
+        ("--compress-min-size",),
+    )
+    compress_types: list[str] = setting(
+        list(COMPRESS_TYPES),
+        "Content types compressed (type/subtype, type/*, type/*+suffix); replaces the default list. Repeatable "
+        "or comma-separated.",
+        ("--compress-types",),
+        metavar="TYPE",
+    )
+    compress_level: list[str] = setting(
+        [],
+        "Level per codec as CODEC=LEVEL, comma-separated or repeated; each given one replaces its default "
+        "(gzip=6, zstd=3; ranges gzip 1-9, zstd 1-19); CODEC=off stops offering it.",
+        ("--compress-level",),
+        metavar="gzip=6,zstd=3",
+    )
+    compress_exclude_path: list[str] = setting(
+        [],
+        "Never compress responses for paths under this prefix (percent-decoded): pages that reflect a secret "
+        "next to what a visitor sent (BREACH). Repeatable.",
+        ("--compress-exclude-path",),
+        metavar="PREFIX",
     )
     server_header: bool = setting(True, "Send 'Server: rsgi'.", ("--server-header",), negative="--no-server-header")
     date_header: bool = setting(True, "Send a Date header.", ("--date-header",), negative="--no-date-header")
