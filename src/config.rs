@@ -29,6 +29,10 @@ pub struct ServerConfig {
     /// Longest a write to a client may stall before the connection is closed; None: no limit.
     #[pyo3(from_py_with = optional_seconds)]
     pub send_timeout: Option<Duration>,
+    /// `--request-timeout`: how long a request may wait for its response to start, from its
+    /// hand-over to the app (queue wait included); 504 from the core after it. None: no limit.
+    #[pyo3(from_py_with = optional_seconds)]
+    pub request_timeout: Option<Duration>,
     /// How long a stopping worker waits for in-flight requests before closing connections.
     #[pyo3(from_py_with = seconds)]
     pub graceful_timeout: Duration,

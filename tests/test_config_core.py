@@ -30,6 +30,7 @@ CONTRACT: dict[str, Any] = {
     "keepalive": "float",
     "body_timeout": "float",
     "send_timeout": "float | None",
+    "request_timeout": "float | None",
     "graceful_timeout": "float",
     "max_body_size": "int",
     "body_spool_threshold": "int",

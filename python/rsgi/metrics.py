@@ -113,6 +113,11 @@ class Collector:
         for reason in REFUSAL_REASONS:
             refused.add_metric([reason], words[f"refused_{reason}"])
         yield refused
+        yield CounterMetricFamily(
+            "rsgi_requests_timed_out",
+            "Requests answered 504 by the core: no response had started within --request-timeout.",
+            value=words["timed_out"],
+        )
         yield GaugeMetricFamily(
             "rsgi_app_queue_depth",
             "Requests read and waiting for a Python thread (or the event loop).",

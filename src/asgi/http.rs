@@ -1,7 +1,8 @@
 //! One ASGI HTTP request as the app sees it: `receive()` returns the already-read body (then
 //! waits for `http.disconnect`), `send()` takes `http.response.start`, `.body` (whole or
 //! streamed, with backpressure) and `.pathsend`; `complete()` applies the failure policy when
-//! the app's coroutine ends.
+//! the app's coroutine ends. With `--request-timeout`, a task whose response had not started
+//! when the core answered 504 is cancelled (`cancel_on_expiry`).
 
 use std::io::Read;
 use std::sync::{Arc, Mutex};
@@ -46,6 +47,8 @@ struct Inner {
     start: Option<(StatusCode, HeaderMap)>,
     stream: Option<mpsc::Sender<Chunk>>,
     complete: bool,
+    /// `--request-timeout`: the app's task, cancelled if the core answers 504 first.
+    task: Option<Py<PyAny>>,
 }
 
 /// The client is gone (or the response was fully written): wake a pending `receive()`.
@@ -54,6 +57,21 @@ struct Disconnected(Arc<HttpState>);
 impl Resolve for Disconnected {
     fn resolve(&self, py: Python<'_>) {
         self.0.receive.wake(py, || Ok(Some(disconnect_message(py))));
+    }
+}
+
+/// The core answered 504 (`--request-timeout`): the app's task is cancelled, so it sees
+/// `CancelledError` where it awaits; whatever it sends afterwards goes nowhere, quietly.
+struct Expired(Arc<HttpState>);
+
+impl Resolve for Expired {
+    fn resolve(&self, py: Python<'_>) {
+        let task = crate::sync::lock(&self.0.inner).task.take();
+        if let Some(task) = task {
+            if let Err(e) = task.bind(py).call_method0(intern!(py, "cancel")) {
+                e.print(py);
+            }
+        }
     }
 }
 
@@ -83,6 +101,22 @@ impl HttpProtocol {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         crate::sync::lock(&self.state.inner)
+    }
+
+    /// Whether the core may answer 504 for this request (`--request-timeout` is on).
+    pub fn may_expire(&self) -> bool {
+        self.state.closed.may_expire()
+    }
+
+    /// `--request-timeout`: `task`, the one running the app for this request, is cancelled once
+    /// the core has answered 504, at once if it already has. Called right after the task is made.
+    pub fn cancel_on_expiry(&self, py: Python<'_>, task: &Bound<'_, PyAny>) {
+        self.lock().task = Some(task.clone().unbind());
+        let (queue, state) = (self.ctx.queue.clone(), self.state.clone());
+        let hook = Box::new(move || queue.push(LoopEvent::Resolve(Arc::new(Expired(state)))));
+        if !self.state.closed.on_expire(hook) && self.state.closed.is_expired() {
+            Expired(self.state.clone()).resolve(py);
+        }
     }
 
     /// Queues a chunk (waiting when the client is slow). A client that left makes it a no-op,
@@ -156,6 +190,9 @@ impl HttpProtocol {
             }
             "http.response.body" => {
                 if inner.complete {
+                    if self.state.closed.is_expired() {
+                        return done(py); // the client already has its 504; not the app's error
+                    }
                     return Err(PyRuntimeError::new_err("http.response.body sent after the response was complete"));
                 }
                 let data = match message.get_item(intern!(py, "body"))? {
@@ -225,9 +262,9 @@ impl HttpProtocol {
         self.state.closed.clear_hook();
         self.state.sent.clear();
         self.state.receive.clear();
-        let (reply, stream, complete) = {
+        let (reply, stream, complete, _task) = {
             let mut inner = self.lock();
-            (inner.reply.take(), inner.stream.take(), inner.complete)
+            (inner.reply.take(), inner.stream.take(), inner.complete, inner.task.take())
         };
         let problem = match (&exc, complete) {
             (Some(_), _) => Some("Exception in ASGI application"),
@@ -238,7 +275,9 @@ impl HttpProtocol {
         let Some(problem) = problem else { return };
         match exc {
             Some(e) if !is_cancelled(py, &e) => log::app_error(py, problem, e),
-            Some(_) => {} // cancelled at shutdown: not the app's fault
+            Some(_) => {} // cancelled at shutdown or by --request-timeout: not the app's fault
+            // It caught the cancellation of --request-timeout and returned: the 504 was sent.
+            None if self.state.closed.is_expired() => {}
             None => log::error(py, problem),
         }
         let progress = match (reply, stream) {

@@ -101,6 +101,7 @@ impl AsgiBridge {
             return; // the client left while the request was queued
         }
         let started = (|| -> PyResult<()> {
+            let mut expiring = None;
             let (scope, proto) = match ws {
                 Some(conn) => {
                     let accept = crate::http::websocket::accept_key(&head.headers);
@@ -110,12 +111,17 @@ impl AsgiBridge {
                 }
                 None => {
                     let scope = self.scopes.build(py, "http", &head)?;
-                    let proto = http::HttpProtocol::new(self.ctx.clone(), body, reply, closed);
-                    (scope, Bound::new(py, proto)?.into_any())
+                    let proto = Bound::new(py, http::HttpProtocol::new(self.ctx.clone(), body, reply, closed))?;
+                    // --request-timeout: the task is cancelled if the core answers 504 first.
+                    expiring = proto.get().may_expire().then(|| proto.clone());
+                    (scope, proto.into_any())
                 }
             };
             let coro = self.run_http.bind(py).call1((self.app.bind(py), scope, proto))?;
-            self.create_task.bind(py).call1((coro,))?;
+            let task = self.create_task.bind(py).call1((coro,))?;
+            if let Some(proto) = expiring {
+                proto.get().cancel_on_expiry(py, &task);
+            }
             Ok(())
         })();
         if let Err(e) = started {

@@ -85,19 +85,37 @@ impl JobSink for ThreadQueue {
 
 /// Tells an app bridge when a request is over as far as the client is concerned: its response
 /// was written completely, or the connection went away first. ASGI turns it into
-/// `http.disconnect`; the hook runs on a tokio thread and must not take the GIL.
+/// `http.disconnect`; the hook runs on a tokio thread and must not take the GIL. With
+/// `--request-timeout` it also tells when the core gave up on the request and answered 504
+/// (`expire`), so ASGI can cancel the app's task.
 #[derive(Default)]
 pub struct Closed {
     state: Mutex<ClosedState>,
+    /// `--request-timeout` is on: the core may give up on the request before its response
+    /// starts (`expire`), so a bridge that can stop the app registers `on_expire`.
+    expiring: bool,
 }
 
 #[derive(Default)]
 struct ClosedState {
     closed: bool,
     hook: Option<Box<dyn FnOnce() + Send>>,
+    expired: bool,
+    on_expire: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl Closed {
+    /// For a request under `--request-timeout`.
+    pub fn expiring() -> Self {
+        Self { expiring: true, ..Self::default() }
+    }
+
+    /// Whether the core may `expire` this request (without `--request-timeout` it never does,
+    /// and the bridges register nothing for it).
+    pub fn may_expire(&self) -> bool {
+        self.expiring
+    }
+
     pub fn is_closed(&self) -> bool {
         crate::sync::lock(&self.state).closed
     }
@@ -112,16 +130,49 @@ impl Closed {
         true
     }
 
-    /// Forgets a registered hook (the app stopped waiting).
+    /// Forgets the registered hooks (the app is done with the request).
     pub fn clear_hook(&self) {
-        crate::sync::lock(&self.state).hook = None;
+        let mut st = crate::sync::lock(&self.state);
+        st.hook = None;
+        st.on_expire = None;
+    }
+
+    /// The core answered 504 for this request (`--request-timeout`): whatever the app still
+    /// sends is discarded.
+    pub fn is_expired(&self) -> bool {
+        crate::sync::lock(&self.state).expired
+    }
+
+    /// Runs `hook` if the core gives up on the request (ASGI: cancel the app's task). Returns
+    /// false (and drops `hook`) if it already has, or if the request is over.
+    pub fn on_expire(&self, hook: Box<dyn FnOnce() + Send>) -> bool {
+        let mut st = crate::sync::lock(&self.state);
+        if st.expired || st.closed {
+            return false;
+        }
+        st.on_expire = Some(hook);
+        true
+    }
+
+    /// `--request-timeout` passed before the response started: the core answers 504 itself.
+    /// Called on a tokio thread, before the request's guard drops (which closes it).
+    pub fn expire(&self) {
+        let hook = {
+            let mut st = crate::sync::lock(&self.state);
+            st.expired = true;
+            st.on_expire.take()
+        };
+        if let Some(hook) = hook {
+            hook();
+        }
     }
 
     fn close(&self) {
-        let hook = {
+        // The expiry hook is only dropped, outside the lock: the request is over.
+        let (hook, _on_expire) = {
             let mut st = crate::sync::lock(&self.state);
             st.closed = true;
-            st.hook.take()
+            (st.hook.take(), st.on_expire.take())
         };
         if let Some(hook) = hook {
             hook();

@@ -12,6 +12,7 @@ pub mod proxy;
 pub mod proxy_protocol;
 pub mod rate_limit;
 pub mod request;
+pub mod request_timeout;
 pub mod response;
 pub mod send_timeout;
 pub mod service;

@@ -20,6 +20,7 @@ use super::h1_reader::ConnWatch;
 use super::proxy;
 use super::rate_limit::RateLimiter;
 use super::request::{ConnInfo, RequestBody, RequestHead};
+use super::request_timeout::Deadline;
 use super::response;
 use super::websocket::{self, WsConn};
 use crate::config::ServerConfig;
@@ -199,9 +200,10 @@ async fn serve(
         }
     };
     let is_head = parts.method == Method::HEAD;
+    let deadline = cfg.request_timeout.map(|limit| Deadline::new(limit, &parts.method, &parts.uri));
     let head = RequestHead::new(parts, conn);
     let (reply, answer) = oneshot::channel();
-    let closed = Arc::new(Closed::default());
+    let closed = Arc::new(if deadline.is_some() { Closed::expiring() } else { Closed::default() });
     // Until the response exists this future holds the guard; then its body does (below).
     let guard = CloseOnDrop(closed.clone());
     shared.slot.bytes_in(body.len());
@@ -210,7 +212,14 @@ async fn serve(
     if !shared.queue.submit(job) {
         return finish(response::plain(StatusCode::SERVICE_UNAVAILABLE, true), &shared);
     }
-    let Ok(app) = answer.await else {
+    let answered = match deadline {
+        None => answer.await,
+        Some(deadline) => match deadline.wait(answer, &guard.0, shared.slot).await {
+            Ok(answered) => answered,
+            Err(gateway_timeout) => return finish(gateway_timeout, &shared),
+        },
+    };
+    let Ok(app) = answered else {
         // The app thread dropped the reply without answering: it already logged why.
         return finish(response::plain(StatusCode::INTERNAL_SERVER_ERROR, true), &shared);
     };

@@ -13,6 +13,7 @@
 //!   26, 27  connections accepted, websocket connections open (gauge)
 //!   28      websocket connections accepted
 //!   29..38  requests refused before the app, by `Refusal` (in its declaration order)
+//!   38      requests answered 504 by `--request-timeout` (they did reach the app)
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -38,7 +39,8 @@ const CONNS_TOTAL: usize = 26;
 const WS_OPEN: usize = 27;
 const WS_TOTAL: usize = 28;
 const REFUSED: usize = 29;
-const WORDS: usize = 38;
+const TIMED_OUT: usize = 38;
+const WORDS: usize = 39;
 
 /// Every word's name, in layout order: what `Scoreboard.metrics()` hands Python
 /// (python/rsgi/metrics.py turns them into Prometheus metrics by these names).
@@ -81,6 +83,7 @@ pub const NAMES: [&str; WORDS] = [
     "refused_overload",
     "refused_proxy_protocol",
     "refused_rate_limited",
+    "timed_out",
 ];
 
 /// Why a request was answered by the core without reaching the app. Counted, not logged one by
@@ -184,6 +187,11 @@ impl Slot {
         self.add(REFUSED + why as usize, 1);
     }
 
+    /// `--request-timeout` passed before the app's response started: the core answered 504.
+    pub fn timed_out(&self) {
+        self.add(TIMED_OUT, 1);
+    }
+
     /// Every metric of this slot by name (gauges may read as huge u64s while a worker's
     /// increments and decrements race: the reader treats them as signed).
     pub(super) fn metrics(&self) -> Vec<(&'static str, u64)> {
@@ -264,7 +272,9 @@ mod tests {
         assert_eq!(NAMES[REFUSED + Refusal::Overload as usize], "refused_overload");
         assert_eq!(NAMES[REFUSED + Refusal::ProxyProtocol as usize], "refused_proxy_protocol");
         assert_eq!(NAMES[REFUSED + Refusal::RateLimited as usize], "refused_rate_limited");
-        assert_eq!(REFUSED + Refusal::RateLimited as usize + 1, WORDS);
+        assert_eq!(REFUSED + Refusal::RateLimited as usize + 1, TIMED_OUT);
+        assert_eq!(NAMES[TIMED_OUT], "timed_out");
+        assert_eq!(TIMED_OUT + 1, WORDS);
     }
 
     #[test]

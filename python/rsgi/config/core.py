@@ -117,6 +117,7 @@ class CoreConfig:
     keepalive: float
     body_timeout: float
     send_timeout: float | None  # None: writes may stall forever (--send-timeout 0)
+    request_timeout: float | None  # None: no 504 from the core (--request-timeout 0, the default)
     graceful_timeout: float
     max_body_size: int
     body_spool_threshold: int
@@ -161,6 +162,7 @@ def core_view(cfg: Config) -> CoreConfig:
         keepalive=_seconds(cfg, "keepalive"),
         body_timeout=_seconds(cfg, "body_timeout"),
         send_timeout=_seconds(cfg, "send_timeout") or None,
+        request_timeout=_seconds(cfg, "request_timeout") or None,
         graceful_timeout=_seconds(cfg, "graceful_timeout"),
         max_body_size=_count(cfg, "max_body_size"),
         body_spool_threshold=_count(cfg, "body_spool_threshold"),

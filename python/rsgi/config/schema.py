@@ -171,6 +171,14 @@ class Config:
         "Seconds a write to a client may stall before the connection is closed (nginx's send_timeout); 0: never.",
         ("--send-timeout",),
     )
+    request_timeout: float = setting(
+        0.0,
+        "Seconds a request may wait for its response to start, counted from its hand-over to the app (time in "
+        "the queue included); past them the core answers 504 (ASGI: the request's task is cancelled; WSGI: the "
+        "thread's late response is discarded, --timeout still recycles a stuck worker). A response that has "
+        "started is never cut. 0: off.",
+        ("--request-timeout",),
+    )
     max_body_size: int = setting(50 * MIB, "Largest request body in bytes (413 above).", ("--max-body-size",))
     body_spool_threshold: int = setting(
         1 * MIB, "Request bodies above this many bytes are spooled to a temporary file.", ("--body-spool-threshold",)
