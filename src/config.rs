@@ -62,6 +62,8 @@ pub struct ServerConfig {
     /// ...and closed when nothing came back for this long after a ping.
     #[pyo3(from_py_with = seconds)]
     pub ws_ping_timeout: Duration,
+    /// permessage-deflate (RFC 7692) is agreed when a client offers it (`--ws-per-message-deflate`).
+    pub ws_per_message_deflate: bool,
     /// Access log: "-" (stdout) or a file; None when off.
     pub access_log: Option<String>,
     /// gunicorn-style `access_log_format` (Python fills in the default).

@@ -44,6 +44,7 @@ CONTRACT: dict[str, Any] = {
     "ws_max_size": "int",
     "ws_ping_interval": "float",
     "ws_ping_timeout": "float",
+    "ws_per_message_deflate": "bool",
     "access_log": "str | None",
     "access_log_format": "str",
     "limit_concurrency": "int | None",
@@ -232,6 +233,13 @@ def test_limit_concurrency_zero_means_none(given: str, limit: int | None) -> Non
 @pytest.mark.parametrize(("ws", "on"), [("none", False), ("NONE", False), ("auto", True), ("wsproto", True)])
 def test_websockets_off_only_with_ws_none(ws: str, on: bool) -> None:
     assert core("--ws", ws).websockets is on
+
+
+def test_ws_per_message_deflate_on_by_default_from_every_source() -> None:
+    assert core().ws_per_message_deflate is True
+    assert core("--no-ws-per-message-deflate").ws_per_message_deflate is False
+    assert core(environ={"RSGI_WS_PER_MESSAGE_DEFLATE": "false"}).ws_per_message_deflate is False
+    assert core("--ws-per-message-deflate", environ={"RSGI_WS_PER_MESSAGE_DEFLATE": "0"}).ws_per_message_deflate
 
 
 def test_trusted_proxies() -> None:

@@ -18,6 +18,7 @@ pub mod send_timeout;
 pub mod service;
 pub mod static_files;
 pub mod websocket;
+pub mod ws_deflate;
 
 /// `AsyncWrite` for a connection wrapper that only looks at what it reads (`detect::Rewind`,
 /// `h1_reader::Watched`): every write goes straight to its `inner`.

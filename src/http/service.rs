@@ -23,6 +23,7 @@ use super::request::{ConnInfo, RequestBody, RequestHead};
 use super::request_timeout::Deadline;
 use super::response;
 use super::websocket::{self, WsConn};
+use super::ws_deflate;
 use crate::config::ServerConfig;
 use crate::http::static_files::StaticFiles;
 use crate::scoreboard::metrics::{Measure, Refusal};
@@ -242,6 +243,8 @@ async fn upgrade(
     check: Option<Arc<ConnWatch>>,
 ) -> Response<ResponseBody> {
     let on_upgrade = hyper::upgrade::on(&mut req);
+    // permessage-deflate, settled now and named in the 101 if the app accepts.
+    let deflate = shared.cfg.ws_per_message_deflate.then(|| ws_deflate::negotiate(req.headers())).flatten();
     let (parts, _) = req.into_parts();
     let head = RequestHead::new(parts, conn);
     let ws = WsConn::new();
@@ -267,12 +270,13 @@ async fn upgrade(
         let pump_shared = shared.clone();
         shared.tasks.spawn(async move {
             pump_shared.slot.websocket_opened();
-            websocket::pump(on_upgrade, ws, &pump_shared.cfg, pump_shared.stop.clone()).await;
+            websocket::pump(on_upgrade, ws, &pump_shared.cfg, pump_shared.stop.clone(), deflate).await;
             pump_shared.slot.websocket_closed();
         });
         let mut resp = Response::new(ResponseBody::empty());
         *resp.status_mut() = app.status;
         *resp.headers_mut() = app.headers;
+        ws_deflate::answer(resp.headers_mut(), deflate.as_ref());
         return finish(resp, &shared);
     }
     let mut resp = Response::new(app.body);

@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
+use super::ws_deflate::{self, Deflate, WsIo};
 use crate::config::ServerConfig;
 use crate::stop::Stop;
 use tokio::sync::watch;
@@ -133,12 +134,14 @@ impl WsConn {
 }
 
 /// Runs the connection after the 101 response went out: frames in go to the app's inbox,
-/// frames from the app go out, pings keep idle connections honest.
+/// frames from the app go out, pings keep idle connections honest. With `deflate` (agreed in the
+/// handshake) messages are compressed both ways (`ws_deflate`).
 pub async fn pump(
     upgrade: hyper::upgrade::OnUpgrade,
     conn: Arc<WsConn>,
     cfg: &ServerConfig,
     mut stop: watch::Receiver<Stop>,
+    deflate: Option<Deflate>,
 ) {
     let Some(mut outbox) = crate::sync::lock(&conn.outbox).take() else {
         return;
@@ -157,7 +160,8 @@ pub async fn pump(
         .max_message_size(Some(cfg.ws_max_size))
         .max_frame_size(Some(cfg.ws_max_size))
         .read_buffer_size(8 * 1024);
-    let ws = WebSocketStream::from_raw_socket(TokioIo::new(io), Role::Server, Some(config)).await;
+    let io = WsIo::new(TokioIo::new(io), deflate.is_some(), cfg.ws_max_size);
+    let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
     // Split so reading and writing proceed independently (an idle client must not stop the
     // app's messages). tungstenite still answers pings from the read side.
     let (mut sink, mut stream) = ws.split();
@@ -184,6 +188,12 @@ pub async fn pump(
                         let _ = sink.send(Message::Close(Some(close_frame(1009, "message too big")))).await;
                         break (1009, String::new());
                     }
+                    Some(Err(tokio_tungstenite::tungstenite::Error::Io(e))) if ws_deflate::close_code(&e).is_some() => {
+                        let code = ws_deflate::close_code(&e).unwrap_or(1002);
+                        log::info!("closing a websocket: {e}");
+                        let _ = sink.send(Message::Close(Some(close_frame(code, "")))).await;
+                        break (code, String::new());
+                    }
                     Some(Err(e)) => {
                         log::debug!("websocket read ended: {e}");
                         break (1006, String::new());
@@ -209,6 +219,7 @@ pub async fn pump(
                     break answer.ok().flatten().unwrap_or(ours);
                 }
                 Some(m) => {
+                    let m = deflate.as_ref().and_then(|d| d.compress(&m)).unwrap_or(m);
                     if let Err(e) = sink.send(m).await {
                         log::debug!("websocket write failed: {e}");
                         break (1006, String::new());

@@ -131,6 +131,7 @@ class CoreConfig:
     ws_max_size: int
     ws_ping_interval: float  # >= 0.001
     ws_ping_timeout: float
+    ws_per_message_deflate: bool
     access_log: str | None  # "-" (stdout), a file, or None (off)
     access_log_format: str  # gunicorn's atoms, or exactly "json"; never empty
     limit_concurrency: int | None  # None: no limit
@@ -176,6 +177,7 @@ def core_view(cfg: Config) -> CoreConfig:
         ws_max_size=_count(cfg, "ws_max_size"),
         ws_ping_interval=max(0.001, _seconds(cfg, "ws_ping_interval")),
         ws_ping_timeout=_seconds(cfg, "ws_ping_timeout"),
+        ws_per_message_deflate=bool(cfg.ws_per_message_deflate),
         access_log=cfg.access_log_target(),
         access_log_format=_access_log_format(cfg.access_log_format),
         limit_concurrency=limit_concurrency or None,

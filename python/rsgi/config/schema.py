@@ -208,6 +208,14 @@ class Config:
     ws_ping_timeout: float = setting(
         20.0, "Seconds without any frame after a ping before closing.", ("--ws-ping-timeout",)
     )
+    ws_per_message_deflate: bool = setting(
+        True,
+        "Compress WebSocket messages (permessage-deflate, RFC 7692) when the client offers it, as browsers do; "
+        "without context takeover, so an idle socket keeps no compression state (uvicorn's flag takes a value: "
+        "--ws-per-message-deflate false is --no-ws-per-message-deflate here).",
+        ("--ws-per-message-deflate",),
+        negative="--no-ws-per-message-deflate",
+    )
     limit_concurrency: int = setting(
         0,
         "Requests per worker (queued or running) past which new ones get 503 at once (0: no limit).",
