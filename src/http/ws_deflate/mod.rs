@@ -179,19 +179,19 @@ thread_local! {
     static COMPRESSOR: RefCell<Option<Compress>> = const { RefCell::new(None) };
 }
 
-/// `data` as stored (uncompressed) deflate blocks, without the final empty block that a sync
-/// flush would add (the receiver puts it back). An empty message is the one byte RFC 7692
-/// §7.2.3.6 gives: an empty stored block's header, completed by that tail.
+/// `data` as stored (uncompressed) deflate blocks, ending as a sync flush ends once its last 4
+/// bytes are removed: with the 3 header bits of an empty stored block (and padding), the byte
+/// 0x00, whose length fields the receiver's `TAIL` supplies. (Without it, a receiver that keeps
+/// its inflater between messages, as Chromium does, reads the next message as garbage.) An empty
+/// message is that one byte, as RFC 7692 §7.2.3.6 has it.
 fn stored(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() + 5 * (data.len() / 65535 + 1));
-    if data.is_empty() {
-        out.push(0x00);
-    }
+    let mut out = Vec::with_capacity(data.len() + 5 * (data.len() / 65535 + 1) + 1);
     for chunk in data.chunks(65535) {
         let [lo, hi] = u16::try_from(chunk.len()).unwrap_or(u16::MAX).to_le_bytes();
         out.extend_from_slice(&[0x00, lo, hi, !lo, !hi]);
         out.extend_from_slice(chunk);
     }
+    out.push(0x00);
     out
 }
 
@@ -310,6 +310,16 @@ mod tests {
             assert_eq!(out, data);
         }
         assert!(d.compress(&Message::Ping(Bytes::new())).is_none());
+        // A receiver that keeps one inflater for every message (Chromium) reads them all.
+        let mut kept = flate2::Decompress::new(false);
+        for data in [b"short".to_vec(), text.as_bytes().to_vec(), vec![], vec![9; 70_000], b"again".to_vec()] {
+            let Some(Message::Frame(frame)) = d.compress(&Message::binary(data.clone())) else { panic!() };
+            let mut body = frame.payload().to_vec();
+            body.extend_from_slice(&TAIL);
+            let mut out = Vec::with_capacity(data.len() + 16);
+            kept.decompress_vec(&body, &mut out, flate2::FlushDecompress::Sync).unwrap();
+            assert_eq!(out, data);
+        }
         let mut x = 2463534242u32;
         let noise: Vec<u8> = (0..4096)
             .map(|_| {
