@@ -56,6 +56,11 @@ pub fn http2_builder(cfg: &ServerConfig) -> http2::Builder<TokioExecutor> {
         .keep_alive_interval(Some(cfg.keepalive.max(Duration::from_secs(1)) * 4))
         .keep_alive_timeout(cfg.keepalive.max(Duration::from_secs(1)) * 4)
         .auto_date_header(cfg.date_header);
+    if cfg.websockets {
+        // RFC 8441: SETTINGS_ENABLE_CONNECT_PROTOCOL, so browsers open websockets on the same
+        // connection (an extended CONNECT stream, see `websocket::is_upgrade`).
+        b.enable_connect_protocol();
+    }
     b
 }
 

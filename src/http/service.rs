@@ -175,6 +175,10 @@ async fn serve(
     if cfg.websockets && shared.queue.websockets() && websocket::is_upgrade(&req) {
         return upgrade(req, shared.clone(), conn, check).await;
     }
+    if req.method() == Method::CONNECT {
+        // An extended CONNECT (passed by `check_head`) for an app that takes no websockets.
+        return finish(response::plain(StatusCode::METHOD_NOT_ALLOWED, false), &shared);
+    }
     let (parts, incoming) = req.into_parts();
     let body = if incoming.is_end_stream() {
         RequestBody::Memory(Default::default())
@@ -245,6 +249,7 @@ async fn upgrade(
     let on_upgrade = hyper::upgrade::on(&mut req);
     // permessage-deflate, settled now and named in the 101 if the app accepts.
     let deflate = shared.cfg.ws_per_message_deflate.then(|| ws_deflate::negotiate(req.headers())).flatten();
+    let h2 = req.version() == Version::HTTP_2;
     let (parts, _) = req.into_parts();
     let head = RequestHead::new(parts, conn);
     let ws = WsConn::new();
@@ -277,6 +282,11 @@ async fn upgrade(
         *resp.status_mut() = app.status;
         *resp.headers_mut() = app.headers;
         ws_deflate::answer(resp.headers_mut(), deflate.as_ref());
+        if h2 {
+            // RFC 8441 §5: a 2xx opens the stream; no accept key (hyper drops Upgrade/Connection).
+            *resp.status_mut() = StatusCode::OK;
+            resp.headers_mut().remove(http::header::SEC_WEBSOCKET_ACCEPT);
+        }
         return finish(resp, &shared);
     }
     let mut resp = Response::new(app.body);
@@ -359,8 +369,9 @@ fn check_head(req: &Request<Incoming>, cfg: &ServerConfig) -> Option<StatusCode>
         }
     }
     // A body on CONNECT makes no sense for an origin server, and authority-form targets are
-    // a request-smuggling vector (Hypercorn #277): refuse CONNECT outright.
-    if req.method() == Method::CONNECT {
+    // a request-smuggling vector (Hypercorn #277): refuse CONNECT outright, but for HTTP/2's
+    // extended CONNECT that opens a websocket (RFC 8441, announced only with websockets on).
+    if req.method() == Method::CONNECT && !(cfg.websockets && websocket::is_upgrade(req)) {
         return Some(StatusCode::METHOD_NOT_ALLOWED);
     }
     if let Some(status) = check_target(req).or_else(|| check_host(headers)) {

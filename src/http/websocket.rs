@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http::header::{CONNECTION, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE};
-use http::{HeaderMap, Method, Request};
+use http::{HeaderMap, Method, Request, Version};
 use hyper_util::rt::TokioIo;
 use tokio::sync::{mpsc, Notify};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -28,9 +28,18 @@ const INBOX_LIMIT: usize = 64;
 /// Outgoing messages buffered before the app's `send()` waits.
 pub const OUTBOX_LIMIT: usize = 16;
 
-/// True for an HTTP/1.1 `GET` asking to switch to WebSocket (RFC 6455 §4.2.1).
+/// True for an HTTP/1.1 `GET` asking to switch to WebSocket (RFC 6455 §4.2.1), or an HTTP/2
+/// extended CONNECT for the `websocket` protocol (RFC 8441 §4, §5).
 pub fn is_upgrade<B>(req: &Request<B>) -> bool {
     let h = req.headers();
+    if req.version() == Version::HTTP_2 {
+        return req.method() == Method::CONNECT
+            && req
+                .extensions()
+                .get::<hyper::ext::Protocol>()
+                .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"))
+            && h.get(SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
+    }
     let has_token = |name, token: &str| {
         h.get_all(name)
             .iter()

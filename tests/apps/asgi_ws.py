@@ -94,8 +94,18 @@ async def raise_before_accept(scope, receive, send):
     raise RuntimeError("websocket boom before accept")
 
 
+async def scope_line(scope, receive, send):
+    """Accepts and sends one text message: the scope's type, http_version, scheme and path."""
+    await receive()
+    await send({"type": "websocket.accept"})
+    line = f"{scope['type']} {scope['http_version']} {scope['scheme']} {scope['path']}"
+    await send({"type": "websocket.send", "text": line})
+    await receive()
+
+
 ROUTES = {
     "/echo": echo,
+    "/scope": scope_line,
     "/deny": deny,
     "/denial-response": denial_response,
     "/denial-in-parts": denial_in_parts,
