@@ -176,7 +176,8 @@ def test_chat_between_two_pages(site: Site, context: BrowserContext, tmp_path: P
         page.goto(f"{site.base}/chat/{room}/")
         expect(page.locator("#status")).to_have_text("connected")
     assert next_hop_protocol(alice) == site.protocol
-    # The page's websocket is ws:// or wss:// as the page is (WebSockets use HTTP/1.1 upgrades).
+    # The page's websocket is ws:// or wss:// as the page is; over TLS, Chromium opens it as an
+    # HTTP/2 extended CONNECT stream (RFC 8441), permessage-deflate both ways.
     assert alice.evaluate("socket.url") == f"{site.base.replace('http', 'ws', 1)}/ws/chat/{room}/"
 
     def say(page: Page, text: str) -> None:
