@@ -288,13 +288,14 @@ async fn exchange(profile: &Profile, input: &[u8]) {
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
         queue: app.clone(),
-        draining: AtomicBool::new(profile.draining),
+        leaving: Arc::new(AtomicBool::new(profile.draining)),
         stop: stop_rx.clone(),
         tasks: TaskTracker::new(),
         access_log: profile.access_log.then(access_log),
         in_flight: AtomicUsize::new(0),
         statics,
         slot: slot(),
+        rate_limit: None,
     });
     let builders = Arc::new(Builders::new(&cfg).unwrap());
     let (server_end, client_end) = tokio::io::duplex(64 * 1024);
