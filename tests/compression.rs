@@ -28,7 +28,6 @@ use _rsgi::scoreboard::Slot;
 use _rsgi::server::Server;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use pyo3::prelude::*;
 
 use support::client::{find, Conn, Response};
 
@@ -37,15 +36,7 @@ use support::client::{find, Conn, Response};
 /// The core view of `rsgi tests:app ARGS...`, parsed by rsgi's own command line (the levels, the
 /// types and their defaults are Python's).
 fn config(args: &[&str]) -> ServerConfig {
-    Python::initialize();
-    Python::attach(|py| {
-        let mut argv = vec!["tests:app"];
-        argv.extend_from_slice(args);
-        let (flags, _check): (Bound<'_, PyAny>, bool) =
-            py.import("rsgi.cli")?.call_method1("parse", (argv,))?.extract()?;
-        py.import("rsgi.config")?.call_method1("build", (flags,))?.call_method0("core")?.extract::<ServerConfig>()
-    })
-    .unwrap_or_else(|e| panic!("could not build the config (run `make install` first): {e}"))
+    support::config_from_args(args)
 }
 
 struct Srv {

@@ -25,16 +25,7 @@ use support::stub::{self, start};
 /// The core view of `rsgi APP` with these settings, as Python builds it (so the names, spellings
 /// and the allow-list default are the ones a real server gets).
 fn config(flags: &[(&str, &str)]) -> ServerConfig {
-    Python::initialize();
-    Python::attach(|py| {
-        let dict = pyo3::types::PyDict::new(py);
-        dict.set_item("app", "tests:app")?;
-        for (k, v) in flags {
-            dict.set_item(*k, *v)?;
-        }
-        py.import("rsgi.config")?.call_method1("build", (dict,))?.call_method0("core")?.extract::<ServerConfig>()
-    })
-    .unwrap_or_else(|e| panic!("could not build the config (run `make install` first): {e}"))
+    support::config_from(|dict| flags.iter().try_for_each(|(k, v)| dict.set_item(*k, *v)))
 }
 
 fn proxy_on() -> ServerConfig {

@@ -24,20 +24,12 @@ use support::stub::{self, start};
 /// The core view of `rsgi APP` with these settings, as Python builds it (the `N/s` parsing and
 /// the burst's default are Python's). `limit_rate_path`, a list, is given one prefix.
 fn config(flags: &[(&str, &str)]) -> ServerConfig {
-    Python::initialize();
-    Python::attach(|py| {
-        let dict = pyo3::types::PyDict::new(py);
-        dict.set_item("app", "tests:app")?;
-        for (k, v) in flags {
-            if *k == "limit_rate_path" {
-                dict.set_item(*k, vec![*v])?;
-            } else {
-                dict.set_item(*k, *v)?;
-            }
-        }
-        py.import("rsgi.config")?.call_method1("build", (dict,))?.call_method0("core")?.extract::<ServerConfig>()
+    support::config_from(|dict| {
+        flags.iter().try_for_each(|(k, v)| match *k {
+            "limit_rate_path" => dict.set_item(*k, vec![*v]),
+            _ => dict.set_item(*k, *v),
+        })
     })
-    .unwrap_or_else(|e| panic!("could not build the config (run `make install` first): {e}"))
 }
 
 /// `GET path` on `conn` (kept alive), as the client `client` behind the trusted proxy 127.0.0.1.

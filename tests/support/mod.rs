@@ -12,17 +12,37 @@ pub mod stub;
 
 use _rsgi::config::ServerConfig;
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 
 /// The core view of `rsgi APP` with no other setting: every default as Python resolves it.
 /// Needs the `rsgi` package importable by the embedded interpreter (`make install`; `make
 /// test-rust` sets PYTHONHOME).
 pub fn default_config() -> ServerConfig {
+    config_from(|_| Ok(()))
+}
+
+/// The core view of `rsgi APP` with the settings `set` puts in the dict handed to
+/// `rsgi.config.build` (by their schema names), as Python builds it for a real server.
+pub fn config_from(set: impl FnOnce(&Bound<'_, PyDict>) -> PyResult<()>) -> ServerConfig {
     Python::initialize();
     Python::attach(|py| {
-        let config = py.import("rsgi.config")?;
-        let flags = pyo3::types::PyDict::new(py);
+        let flags = PyDict::new(py);
         flags.set_item("app", "tests:app")?;
-        config.call_method1("build", (flags,))?.call_method0("core")?.extract::<ServerConfig>()
+        set(&flags)?;
+        py.import("rsgi.config")?.call_method1("build", (flags,))?.call_method0("core")?.extract::<ServerConfig>()
     })
-    .unwrap_or_else(|e| panic!("could not read rsgi's defaults from Python (run `make install` first): {e}"))
+    .unwrap_or_else(|e| panic!("could not build the config from Python (run `make install` first): {e}"))
+}
+
+/// The core view of `rsgi tests:app ARGS...`, parsed by rsgi's own command line.
+pub fn config_from_args(args: &[&str]) -> ServerConfig {
+    Python::initialize();
+    Python::attach(|py| {
+        let mut argv = vec!["tests:app"];
+        argv.extend_from_slice(args);
+        let (flags, _check): (Bound<'_, PyAny>, bool) =
+            py.import("rsgi.cli")?.call_method1("parse", (argv,))?.extract()?;
+        py.import("rsgi.config")?.call_method1("build", (flags,))?.call_method0("core")?.extract::<ServerConfig>()
+    })
+    .unwrap_or_else(|e| panic!("could not build the config from the command line (run `make install` first): {e}"))
 }
