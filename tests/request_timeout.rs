@@ -17,7 +17,7 @@ mod support;
 use std::net::TcpListener;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use _rsgi::config::ServerConfig;
@@ -36,40 +36,8 @@ use support::stub::{self, start};
 const LIMIT: Duration = Duration::from_millis(300);
 
 fn config(limit: Duration) -> ServerConfig {
-    capture_logs();
+    stub::observe();
     ServerConfig { request_timeout: Some(limit), ..default_config() }
-}
-
-static WARNINGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-/// Keeps the core's warnings, formatting every record as a real logger would. Installed before
-/// any server of this binary starts (by `config` and `Served::start`): the once-per-10-s line is
-/// rate-limited per process, so a line logged before a logger existed would be lost for good.
-/// (`stub::start` then finds a logger in place and keeps this one.)
-struct Captured;
-
-impl log::Log for Captured {
-    fn enabled(&self, _: &log::Metadata) -> bool {
-        true
-    }
-
-    fn log(&self, record: &log::Record) {
-        let text = record.args().to_string();
-        if record.level() <= log::Level::Warn {
-            WARNINGS.lock().unwrap().push(text);
-        }
-    }
-
-    fn flush(&self) {}
-}
-
-fn capture_logs() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        if log::set_logger(&Captured).is_ok() {
-            log::set_max_level(log::LevelFilter::Trace);
-        }
-    });
 }
 
 /// The core's own 504: never the app's answer, and the connection is kept (the request was read
@@ -94,7 +62,7 @@ struct Served {
 
 impl Served {
     fn start(cfg: ServerConfig) -> Self {
-        capture_logs();
+        stub::observe();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let (queue, jobs) = ThreadQueue::channel();
@@ -260,8 +228,7 @@ fn a_flood_of_timeouts_is_counted_and_logged_once_per_10_s() {
     assert_eq!(srv.jobs.try_iter().count(), 30);
     // Every test of this binary runs within a few seconds, so the once-per-10-s line may be
     // another test's: one at least (this test's 30 timeouts came after the logger), two at most.
-    let lines: Vec<String> =
-        WARNINGS.lock().unwrap().iter().filter(|w| w.contains("--request-timeout")).cloned().collect();
+    let lines: Vec<String> = stub::warnings().into_iter().filter(|w| w.contains("--request-timeout")).collect();
     assert!(!lines.is_empty() && lines.len() <= 2, "one line per 10 s: {lines:#?}");
     for line in &lines {
         assert!(line.contains("answered 504") && line.contains("GET /"), "{line}");

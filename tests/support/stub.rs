@@ -229,7 +229,9 @@ impl log::Log for Evaluating {
     fn flush(&self) {}
 }
 
-fn observe() {
+/// Installs the logger that formats every record and keeps the warnings (`warnings`), and counts
+/// panics on the core's I/O threads. `start` calls it; a test may call it earlier.
+pub fn observe() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         if log::set_logger(&Evaluating).is_ok() {
