@@ -76,3 +76,8 @@ bench:  ## side-by-side benchmark against every peer (~2 h; see bench/README.md 
 bench-seed:  ## the deployment guide's table reproduced: 4 workers, 100 and 1,000 connections, every stack (~35 min)
 	BENCH_SKIP_WSLOAD=1 bash bench/setup.sh
 	bench/.venv/bin/python bench/run.py --preset seed $(BENCH_ARGS)
+
+.PHONY: bench-fanout
+bench-fanout:  ## Channels group fan-out: 1,000 websockets, 2 workers, Redis; rsgi vs uvicorn and daphne (~8 min)
+	BENCH_SKIP_WSLOAD=1 bash bench/setup.sh
+	bench/.venv/bin/python bench/fanout.py $(BENCH_ARGS)
