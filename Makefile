@@ -5,7 +5,7 @@ EXAMPLE := examples/django_project
 # The Rust test binaries link libpython; tell the loader where the running Python keeps it.
 export LD_LIBRARY_PATH := $(shell $(PY) -c "import sysconfig; print(sysconfig.get_config_var('LIBDIR') or '')"):$(LD_LIBRARY_PATH)
 
-.PHONY: help install dev serve wheel test lint format test-rust test-python bench bench-seed
+.PHONY: help install dev serve wheel test lint format test-rust test-python bench bench-seed bench-compress
 
 # What `make serve` runs (tests/browser/ drives a browser through every link of the example's index
 # page with exactly these flags): pages through WSGI, the Channels chat and the server-sent events
@@ -81,3 +81,7 @@ bench-seed:  ## the deployment guide's table reproduced: 4 workers, 100 and 1,00
 bench-fanout:  ## Channels group fan-out: 1,000 websockets, 2 workers, Redis; rsgi vs uvicorn and daphne (~8 min)
 	BENCH_SKIP_WSLOAD=1 bash bench/setup.sh
 	bench/.venv/bin/python bench/fanout.py $(BENCH_ARGS)
+
+bench-compress:  ## issue #19's compression row: rsgi --compress vs gunicorn + GZipMiddleware vs nginx gzip (~15 min)
+	BENCH_SKIP_WSLOAD=1 bash bench/setup.sh
+	bench/.venv/bin/python bench/run.py --preset compress $(BENCH_ARGS)

@@ -5,7 +5,9 @@ out, per-server thread counts, and a renderer for the preset's own tables, which
 
 `seed` reproduces the benchmark at the end of the deployment guide rsgi replaces (issue #23): Django, 4 workers,
 100 concurrent connections, every stack the guide compares plus Granian and rsgi, with the guide's published
-numbers beside ours. Regenerate its tables from a run's JSON:
+numbers beside ours. `compress` is issue #19's compression row: the example's ~54 KB HTML page to a client that
+accepts gzip, compressed by rsgi (`--compress`), by Django's GZipMiddleware under gunicorn, or by nginx `gzip on` in
+front of gunicorn, with the ratios the issue asks for. Regenerate a preset's tables from a run's JSON:
 
     python3 bench/presets.py bench/results/<stamp>-seed.json
 """
@@ -247,13 +249,122 @@ SEED = Preset(
     render=render_seed,
 )
 
-PRESETS = {p.name: p for p in [SEED]}
+# ----------------------------------------------------------------------------------------------------- compress
+
+COMPRESS_LABELS = {  # server: (label, what compresses, gzip level)
+    "rsgi-gzip": ("rsgi --compress", "rsgi's core, tokio thread", "6 (rsgi's default)"),
+    "rsgi-gzip1": ("rsgi --compress --compress-level gzip=1", "rsgi's core, tokio thread", "1"),
+    "gunicorn-gzip": ("gunicorn sync + GZipMiddleware", "Django, in Python under the GIL", "6 (Django's, fixed)"),
+    "nginx-gunicorn": ("nginx `gzip on` → gunicorn sync", "nginx worker", "1 (nginx's default)"),
+    "rsgi": ("rsgi, no compression", "—", "—"),
+    "gunicorn": ("gunicorn sync, no compression", "—", "—"),
+}
+COMPRESS_SERVERS = list(COMPRESS_LABELS)
+COMPRESS_SCENARIOS = {  # scenario: what the page is
+    "compress": "/page, rendered by the template on every request (~14 ms of Django)",
+    "compress-cached": "/cached-page, the same page from Django's per-view cache",
+}
+# The issue's targets (#19): (numerator, denominator, target, what). Like for like: the same gzip level.
+COMPRESS_TARGETS = [
+    ("rsgi-gzip", "gunicorn-gzip", 2.0, "rsgi --compress ÷ gunicorn + GZipMiddleware (both gzip 6)"),
+    ("rsgi-gzip1", "nginx-gunicorn", 0.8, "rsgi --compress-level gzip=1 ÷ nginx `gzip on` + gunicorn (both gzip 1)"),
+]
+COMPRESS_OTHER_RATIOS = [
+    ("rsgi-gzip", "nginx-gunicorn", "rsgi at its default gzip 6 ÷ the nginx stack at gzip 1"),
+    ("rsgi-gzip1", "gunicorn-gzip", "rsgi at gzip 1 ÷ gunicorn + GZipMiddleware (gzip 6)"),
+    ("rsgi", "gunicorn", "without compression: rsgi ÷ gunicorn sync"),
+    ("rsgi-gzip", "rsgi", "what compression costs rsgi (gzip 6 ÷ none)"),
+    ("gunicorn-gzip", "gunicorn", "what GZipMiddleware costs gunicorn (÷ none)"),
+    ("nginx-gunicorn", "gunicorn", "nginx + gzip in front of gunicorn ÷ gunicorn alone"),
+]
+
+
+def render_compress(meta: dict, summary: dict) -> str:
+    """Per page: every stack's req/s, latency, bytes on the wire and CPU per request; then the issue's ratios."""
+    cfg, m = meta["config"], meta["machine"]
+    out = [
+        "# Compression: rsgi vs gunicorn + GZipMiddleware vs nginx `gzip on` (`--preset compress`)",
+        "",
+        f"Django example project, {cfg['workers']} worker(s) per server (nginx: one worker process in front of "
+        f"gunicorn's {cfg['workers']}), `wrk -t1 -H 'Accept-Encoding: gzip'` at "
+        f"{', '.join(map(str, cfg['connections']))} connections; {cfg['rounds']} interleaved round(s) of "
+        f"{cfg['duration']:g} s per stack and page ({cfg['warmup']:g} s warm-up, order rotated each round), medians "
+        "over rounds. Before every run each stack's answer is checked: the compressing stacks must send "
+        "`Content-Encoding: gzip` with a body that decodes to the whole page, the plain ones none (otherwise the "
+        "run is FAILED). gzip against gzip: browsers offer `gzip, deflate, br, zstd`, for which rsgi would answer "
+        "zstd while GZipMiddleware and nginx answer gzip. Machine: "
+        f"{m['nproc']} CPUs ({m['cpu_model']}), load average {_load(m.get('loadavg_start'))} at the start and "
+        f"{_load(m.get('loadavg_end'))} at the end; wrk shares the cores with the servers.",
+        "",
+    ]
+    for conns in cfg["connections"]:
+        for scenario, what in COMPRESS_SCENARIOS.items():
+            cell = summary.get(f"{scenario}@{conns}")
+            if cell:
+                out += _compress_table(cell["servers"], scenario, what, conns, cfg["duration"])
+    return "\n".join(out) + "\n"
+
+
+def _compress_table(rows: dict, scenario: str, what: str, conns: int, duration: float) -> list[str]:
+    out = [
+        f"## `{scenario}`: {what}, {conns} connections",
+        "",
+        "| stack | compressed by | gzip level | bytes sent (of) | req/s | range | p50 ms | p99 ms | errors "
+        "| server CPU ms per request | RSS MB |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name in COMPRESS_SERVERS:
+        row = rows.get(name)
+        label, by, level = COMPRESS_LABELS[name]
+        if row is None or row.get("rps") is None:
+            why = (row or {}).get("reason", "")[:100]
+            out.append(f"| {label} | {by} | {level} | | {_status(row)} | | | | | | {why} |")
+            continue
+        sent = f"{_f(row.get('probe_bytes'))} ({_f(row.get('probe_decoded_bytes'))})"
+        cpu = row["cpu_s"] * 1000 / (row["rps"] * duration) if row.get("cpu_s") and row["rps"] else None
+        out.append(
+            f"| {label} | {by} | {level} | {sent} | {_f(row['rps'])} | {_f(row['rps_min'])}-{_f(row['rps_max'])} "
+            f"| {_lat(row, 'p50_ms', '.1f')} | {_lat(row, 'p99_ms', '.1f')} | {row.get('errors', 0)} "
+            f"| {_f(cpu, '.2f')} | {_f(row.get('rss_total_mb'))} |"
+        )
+    out += ["", "| ratio of req/s | value | issue #19's target |", "| --- | ---: | --- |"]
+    for num, den, target, what in COMPRESS_TARGETS:
+        ratio = _ratio(rows, num, den)
+        verdict = "—" if ratio is None else ("met" if ratio >= target else "**not met**")
+        out.append(f"| {what} | {_f(ratio, '.2f')}x | ≥ {target:g}x: {verdict} |")
+    for num, den, what in COMPRESS_OTHER_RATIOS:
+        out.append(f"| {what} | {_f(_ratio(rows, num, den), '.2f')}x | |")
+    return [*out, ""]
+
+
+def _ratio(rows: dict, num: str, den: str) -> float | None:
+    a, b = rows.get(num, {}).get("rps"), rows.get(den, {}).get("rps")
+    return a / b if a and b else None
+
+
+COMPRESS = Preset(
+    name="compress",
+    what="issue #19's compression row: the ~54 KB page, gzip by rsgi vs gunicorn + GZipMiddleware vs nginx gzip",
+    defaults={
+        "servers": ",".join(COMPRESS_SERVERS),
+        "scenarios": ",".join(COMPRESS_SCENARIOS),
+        "connections": "64",
+        "rounds": 5,
+        "duration": 10.0,
+        "warmup": 1.0,
+        "workers": 1,
+        "no_ceiling": True,
+    },
+    render=render_compress,
+)
+
+PRESETS = {p.name: p for p in [SEED, COMPRESS]}
 
 
 def main(argv: list[str]) -> int:
     """Print a preset's tables from a run's JSON (bench/results/<stamp>-<label>.json)."""
     if len(argv) != 1:
-        print("usage: python3 bench/presets.py bench/results/<stamp>-seed.json", file=sys.stderr)
+        print("usage: python3 bench/presets.py bench/results/<stamp>-<preset>.json", file=sys.stderr)
         return 2
     raw = json.loads(Path(argv[0]).read_text())
     preset = PRESETS.get(raw["meta"]["config"].get("preset") or "seed", SEED)

@@ -31,6 +31,8 @@ class Run:
     probe_status: int | None = None
     probe_bytes: int | None = None
     probe_signed_in: bool | None = None  # session scenarios: the probe's page showed the demo user signed in
+    probe_coding: str | None = None  # compression scenarios: the probe's Content-Encoding ("" for none)
+    probe_decoded_bytes: int | None = None  # ... and its body decoded (probe_bytes: as sent)
     startup_s: float | None = None
     rps: float | None = None
     latency_ms: dict = field(default_factory=dict)
@@ -96,6 +98,9 @@ def _server_row(mine: list[Run]) -> dict:
         "cpu_s": med([r.cpu_s for r in ok]),
         "client_cpu_s": med([r.client_cpu_s for r in ok]),
         "probe_status": ok[0].probe_status,
+        "probe_bytes": ok[0].probe_bytes,
+        "probe_coding": ok[0].probe_coding,
+        "probe_decoded_bytes": ok[0].probe_decoded_bytes,
     }
     balances = [r.balance["per_worker"] for r in ok if r.balance.get("per_worker")]
     if balances:  # per round: median count per worker over the samples, highest first
@@ -216,6 +221,9 @@ def _cell_table(data: dict, base: str, paths: dict, ws_client: str) -> list[str]
             notes.append(f"probe: HTTP {row['probe_status']}")
         if row.get("probe_signed_in") is False:
             notes.append("probe: the page did not show the demo user signed in")
+        if row.get("probe_coding") is not None:
+            coding = row["probe_coding"] or "not compressed"
+            notes.append(f"probe: {coding}, {fmt(row['probe_bytes'])} of {fmt(row['probe_decoded_bytes'])} bytes")
         if row.get("balance_rounds"):
             notes.append("connections per worker: " + ", ".join(balance_text(b) for b in row["balance_rounds"]))
         if "idle_target" in row:

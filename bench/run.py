@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gzip
 import http.client
 import json
 import os
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from dataclasses import asdict
 from pathlib import Path
 
@@ -177,8 +179,41 @@ def _load(sc: Scenario, port: int, conns: int, duration: float, cfg: argparse.Na
         return run_h2load(f"http://{HOST}:{port}{sc.path}", conns, duration, cfg.timeout, ctx["tmp"])
     if sc.kind == "ws":
         return run_ws(ctx["ws_client"], f"ws://{HOST}:{port}{sc.path}", conns, duration, cfg.warmup, cfg.timeout)
-    headers = (f"Cookie: {ctx['cookie']}",) if sc.session else ()
+    headers = sc.headers + ((f"Cookie: {ctx['cookie']}",) if sc.session else ())
     return run_wrk(f"http://{HOST}:{port}{sc.path}", conns, duration, cfg.timeout, ctx["scripts"].get(sc.name), headers)
+
+
+DECODERS = {"gzip": gzip.decompress}  # the codings a compression scenario may expect, and how to check a body
+
+
+def probe_coding(srv: ServerDef, sc: Scenario, port: int, run: Run) -> str | None:
+    """A compression scenario's probe, before any load: a compressing stack (`srv.encodes`) must answer the load's
+    request with `sc.expect_coding` and a body that decodes to the whole page, any other server without a
+    Content-Encoding. Returns why not (the run then fails), or None."""
+    headers = dict(h.split(": ", 1) for h in sc.headers)  # an Accept-Encoding here stops http.client's own
+    conn = http.client.HTTPConnection(HOST, port, timeout=10)
+    try:
+        conn.request(sc.method, sc.path, headers=headers)
+        resp = conn.getresponse()
+        body = resp.read()
+    finally:
+        conn.close()
+    coding = (resp.getheader("Content-Encoding") or "").strip().lower()
+    run.probe_status, run.probe_bytes, run.probe_coding = resp.status, len(body), coding
+    want = sc.expect_coding if srv.encodes else ""
+    if resp.status != 200:
+        return f"probe: HTTP {resp.status}"
+    if coding != want:
+        return f"probe: Content-Encoding {coding or '(none)'} where {want or '(none)'} was expected"
+    if coding:
+        try:
+            body = DECODERS[coding](body)
+        except (OSError, EOFError, zlib.error) as exc:
+            return f"probe: the {coding} body does not decode: {exc}"
+    run.probe_decoded_bytes = len(body)
+    if not body.rstrip().endswith(b"</html>"):
+        return "probe: the (decoded) page is not a whole HTML page"
+    return None
 
 
 def measure_server(srv: ServerDef, sc: Scenario, conns: int, rnd: int, cfg: argparse.Namespace, ctx: dict) -> Run:
@@ -204,13 +239,14 @@ def measure_server(srv: ServerDef, sc: Scenario, conns: int, rnd: int, cfg: argp
         argv += list(srv.h2_args or ())
     if sc.static and srv.static_args is not None:
         argv += srv.static_args(launch)
-    run.command = argv
+    run.command = [f"{k}={v}" for k, v in srv.env] + argv
     logfile = ctx["tmp"] / f"{srv.name}-{sc.name}-c{conns}-r{rnd}.log"
     t_start = time.monotonic()
     try:
         with open(logfile, "wb") as out:
+            env = ctx["env"] | dict(srv.env)
             proc = subprocess.Popen(
-                argv, cwd=ctx["app_dir"], env=ctx["env"], stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                argv, cwd=ctx["app_dir"], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
     except OSError as exc:
         run.status, run.reason = "failed", f"could not start: {exc}"
@@ -224,7 +260,11 @@ def measure_server(srv: ServerDef, sc: Scenario, conns: int, rnd: int, cfg: argp
                 run.status, run.reason = "unsupported", srv.unsupported[2]
             return run
         run.startup_s = time.monotonic() - t_start
-        if sc.kind != "ws":
+        if sc.expect_coding:
+            if why := probe_coding(srv, sc, port, run):
+                run.status, run.reason = "failed", why
+                return run
+        elif sc.kind != "ws":
             body = request_body(sc)
             cookie = {"Cookie": ctx["cookie"]} if sc.session else None
             run.probe_status, page = http_fetch(port, sc.path, sc.method, body, sc.content_type, headers=cookie)

@@ -3,6 +3,9 @@
 A scenario names the request (path, method, body), the interfaces it applies to (servers of another interface are
 `n/a` in its table), the load tool (`kind`: wrk for HTTP/1.1, h2load for HTTP/2, bench/wsload-rs for websockets),
 whether it has an in-process ceiling, and what rsgi still lacks for it (`pending`).
+
+The compression scenarios (`expect_coding`) send `Accept-Encoding` and are run by `--preset compress` against the
+compression stacks of servers.py; they are not in the default scenario list.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ class Scenario:
     asgi_app: str | None = None  # ASGI target instead of mysite.asgi:application
     ready_path: str = ""  # GET path polled until the server answers; default: `path` (GET scenarios) or /hello
     session: bool = False  # every request carries the session cookie of the demo user run.py signs in at setup
+    headers: tuple[str, ...] = ()  # extra request headers ("Name: value") of the load and the probe
+    expect_coding: str = ""  # a compression scenario: the Content-Encoding a compressing server must answer with
     pending: str = ""  # the rsgi feature this scenario waits for; rsgi's row is n/a with this reason
 
     def load_connections(self, matrix: list[int]) -> list[int]:
@@ -98,6 +103,29 @@ SCENARIOS: dict[str, Scenario] = {
             "StreamingHttpResponse over an async iterator, 5 chunks (/stream would be buffered by Django's ASGI "
             "handler)",
             ("asgi",),
+        ),
+        # Compression: gzip against gzip. Browsers send `gzip, deflate, br, zstd`, for which rsgi would pick zstd
+        # while GZipMiddleware and nginx (no zstd or brotli module in Debian's build) give gzip; sending only gzip
+        # compares the same codec everywhere.
+        Scenario(
+            "compress",
+            "/page",
+            "the example's ~54 KB HTML catalog page (50 product cards from one query and a template, ~14 ms of "
+            "Django), `Accept-Encoding: gzip`: compressed by the server, by Django's GZipMiddleware or by nginx",
+            ("wsgi",),
+            ceiling=False,
+            headers=("Accept-Encoding: gzip",),
+            expect_coding="gzip",
+        ),
+        Scenario(
+            "compress-cached",
+            "/cached-page",
+            "the same page from Django's per-view cache (in memory, per process), `Accept-Encoding: gzip`: Django "
+            "does little more than fetch it, so compressing it is a large share of each request",
+            ("wsgi",),
+            ceiling=False,
+            headers=("Accept-Encoding: gzip",),
+            expect_coding="gzip",
         ),
         Scenario(
             "static",
@@ -169,11 +197,13 @@ SCENARIOS: dict[str, Scenario] = {
     ]
 }
 
-DEFAULT_SCENARIOS = list(SCENARIOS)
+DEFAULT_SCENARIOS = [name for name, sc in SCENARIOS.items() if not sc.expect_coding]  # compression: --preset
 
 
 def not_applicable(srv: ServerDef, sc: Scenario) -> str | None:
     """Why `srv` has no row in `sc` (None when it applies)."""
+    if srv.compress_only and not sc.expect_coding:
+        return "a compression stack: compression scenarios only"
     if sc.static:
         if srv.interface == "static" or srv.static_args is not None:
             return None

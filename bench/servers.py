@@ -5,6 +5,10 @@ A server entry says which interface it serves (`wsgi`: `mysite.wsgi:application`
 STATIC_ROOT itself (`static_args`), cleartext HTTP/2 (`h2_args`, None when it has none) and websockets. Every server
 is started with the interpreter given by `--python` (bench/.venv/bin/python after `bash bench/setup.sh`), so the
 peers come from the bench virtualenv.
+
+The compression stacks (`compress_only`: rsgi --compress, gunicorn with Django's GZipMiddleware, nginx `gzip on` in
+front of gunicorn) run only in the compression scenarios (`--preset compress`), and are not in the default server
+list; `encodes` says they must answer a gzip client with gzip, which run.py checks before loading them.
 """
 
 from __future__ import annotations
@@ -13,14 +17,15 @@ import os
 import shutil
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from procs import HOST
+from procs import HOST, free_port
 
 WSGI_APP = "mysite.wsgi:application"
 ASGI_APP = "mysite.asgi:application"
 NGINX_MIME_TYPES = Path("/etc/nginx/mime.types")
+BEHIND = Path(__file__).resolve().parent / "behind.py"
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,9 @@ class ServerDef:
     # (exit code, text in its output, message): a boot failure that means "cannot serve that yet", not a crash.
     unsupported: tuple[int, str, str] | None = None
     version: Callable[[], str] | None = None  # for non-Python servers
+    env: tuple[tuple[str, str], ...] = ()  # extra environment of the server (e.g. the example's DJANGO_GZIP=1)
+    encodes: bool = False  # compresses for a client that accepts gzip (checked before each compression run)
+    compress_only: bool = False  # a compression stack: only the compression scenarios, not a default server
 
 
 def _threads(flag: str, launch: Launch) -> list[str]:
@@ -64,13 +72,13 @@ def _preload(launch: Launch) -> list[str]:
     return ["--preload"] if launch.preload else []
 
 
-def _rsgi(interface: str) -> Callable[[Launch], list[str]]:
+def _rsgi(interface: str, *extra: str) -> Callable[[Launch], list[str]]:
     def command(launch: Launch) -> list[str]:
         argv = [launch.python, "-m", "rsgi", launch.app, "--chdir", str(launch.app_dir)]
         argv += ["--bind", f"{HOST}:{launch.port}", "--workers", str(launch.workers), *_preload(launch)]
         if interface == "wsgi":  # ASGI apps run on the worker's event loop; --threads is for WSGI
             argv += _threads("--threads", launch)
-        return [*argv, "--interface", interface]
+        return [*argv, "--interface", interface, *extra]
 
     return command
 
@@ -164,6 +172,56 @@ http {{
 """
     )
     return [nginx_binary() or "nginx", "-p", str(prefix), "-c", str(conf), "-e", "stderr"]
+
+
+def _nginx_gzip_proxy(launch: Launch) -> list[str]:
+    """nginx with `gzip on` (its defaults otherwise: gzip_comp_level 1, gzip_types text/html, gzip_min_length 20)
+    reverse-proxying to gunicorn's sync worker on a second port, over HTTP/1.1 with an upstream keep-alive pool
+    (gunicorn's sync worker closes every connection anyway). One nginx worker process; gunicorn gets --workers.
+    bench/behind.py starts gunicorn, waits for its port, then execs nginx."""
+    upstream = free_port()
+    backend = _gunicorn("sync")(replace(launch, port=upstream))
+    prefix = launch.tmp / f"nginx-{launch.port}"
+    prefix.mkdir(parents=True, exist_ok=True)
+    temp_paths = "\n".join(
+        f"    {kind}_temp_path {prefix / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    conf = prefix / "nginx.conf"
+    conf.write_text(
+        f"""daemon off;
+master_process on;
+worker_processes 1;
+pid {prefix / "nginx.pid"};
+error_log stderr warn;
+worker_rlimit_nofile 65536;
+events {{ worker_connections 4096; }}
+http {{
+    default_type application/octet-stream;
+    access_log off;
+    keepalive_requests 1000000;
+    gzip on;
+    # A ~54 KB page fits in memory (the default 8 x 4k buffers would spill it to a temp file).
+    proxy_buffers 32 8k;
+{temp_paths}
+    upstream app {{
+        server {HOST}:{upstream};
+        keepalive 16;
+    }}
+    server {{
+        listen {HOST}:{launch.port} backlog=2048;
+        location / {{
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $remote_addr;
+        }}
+    }}
+}}
+"""
+    )
+    front = [nginx_binary() or "nginx", "-p", str(prefix), "-c", str(conf), "-e", "stderr"]
+    return [launch.python, str(BEHIND), str(upstream), "30", "--", *backend, "--", *front]
 
 
 def nginx_binary() -> str | None:
@@ -308,6 +366,51 @@ SERVERS: dict[str, ServerDef] = {
             notes="always one process (--workers is ignored); -v 0 turns its stdout access log off; HTTP/2 only "
             "over TLS, so no h2c. " + LOOP_NOTE,
         ),
+        # The compression stacks (--preset compress): the example's ~54 KB /page to a client that accepts gzip.
+        ServerDef(
+            "rsgi-gzip",
+            "wsgi",
+            "rsgi",
+            _rsgi("wsgi", "--compress"),
+            threads_flag=True,
+            encodes=True,
+            compress_only=True,
+            notes="rsgi WSGI --compress at its defaults: gzip level 6 (zlib's and GZipMiddleware's), on the tokio "
+            "thread, outside the GIL.",
+        ),
+        ServerDef(
+            "rsgi-gzip1",
+            "wsgi",
+            "rsgi",
+            _rsgi("wsgi", "--compress", "--compress-level", "gzip=1"),
+            threads_flag=True,
+            encodes=True,
+            compress_only=True,
+            notes="rsgi WSGI --compress --compress-level gzip=1: nginx's default gzip_comp_level.",
+        ),
+        ServerDef(
+            "gunicorn-gzip",
+            "wsgi",
+            "gunicorn",
+            _gunicorn("sync"),
+            env=(("DJANGO_GZIP", "1"),),
+            encodes=True,
+            compress_only=True,
+            notes="gunicorn sync with DJANGO_GZIP=1: Django's GZipMiddleware first in MIDDLEWARE, gzip level 6 "
+            "in Python under the GIL (Django >= 4.2 also writes its random-length BREACH padding); `Connection: "
+            "close` on every response.",
+        ),
+        ServerDef(
+            "nginx-gunicorn",
+            "wsgi",
+            "gunicorn",
+            _nginx_gzip_proxy,
+            encodes=True,
+            compress_only=True,
+            notes="nginx `gzip on` (gzip_comp_level 1, its default; gzip_types text/html by default), one worker "
+            "process, keep-alive to the client, proxy_pass over HTTP/1.1 with an upstream keepalive pool to "
+            "gunicorn sync (which closes each upstream connection anyway); proxy_buffers 32 8k; version: gunicorn's.",
+        ),
         ServerDef(
             "nginx",
             "static",
@@ -320,7 +423,7 @@ SERVERS: dict[str, ServerDef] = {
     ]
 }
 
-DEFAULT_SERVERS = list(SERVERS)
+DEFAULT_SERVERS = [name for name, srv in SERVERS.items() if not srv.compress_only]
 
 
 def app_target(srv: ServerDef, asgi_override: str | None) -> str:

@@ -123,6 +123,28 @@ def test_the_django_example_index_page(serve: StartServer, django_db: dict[str, 
     assert "content-encoding" not in httpx.get(s.url + "/hello", headers={"Accept-Encoding": "gzip"}).headers
 
 
+def test_the_django_example_catalog_page_with_and_without_gzip_middleware(
+    serve: StartServer, django_db: dict[str, str]
+) -> None:
+    # The compression benchmark's page: rsgi's gzip, and the example's DJANGO_GZIP=1 switch
+    # (GZipMiddleware first in MIDDLEWARE), which the benchmark's gunicorn row uses.
+    flags = ("mysite.wsgi:application", "--chdir", str(DJANGO_DIR))
+    s = serve(*flags, "--compress", env=django_db, ready_path="/hello")
+    plain = httpx.get(s.url + "/page", headers={"Accept-Encoding": "identity"}, timeout=10)
+    assert plain.status_code == 200 and "content-encoding" not in plain.headers
+    assert len(plain.content) > 45_000
+    r = httpx.get(s.url + "/page", headers={"Accept-Encoding": "gzip"}, timeout=10)
+    assert r.headers["content-encoding"] == "gzip"
+    assert int(r.headers["content-length"]) < len(plain.content) / 4
+    assert r.content == plain.content
+    s = serve(*flags, env={**django_db, "DJANGO_GZIP": "1"}, ready_path="/hello")
+    for path in ("/page", "/cached-page"):
+        r = httpx.get(s.url + path, headers={"Accept-Encoding": "gzip"}, timeout=10)
+        assert r.headers["content-encoding"] == "gzip", path  # Django's, not rsgi's (no --compress)
+        assert r.content == plain.content
+    assert "content-encoding" not in httpx.get(s.url + "/page", headers={"Accept-Encoding": "identity"}).headers
+
+
 # -- the settings ----------------------------------------------------------------------------------
 
 

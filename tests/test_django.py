@@ -256,6 +256,17 @@ def test_async_stream_arrives_incrementally(client: httpx.Client) -> None:
     assert_five_chunks_arrive_incrementally(client, "/astream?delay=0.2")
 
 
+def test_catalog_page(client: httpx.Client) -> None:
+    # The compression benchmark's ~50 KB page (bench/run.py --preset compress), and its cached twin.
+    r = client.get("/page")
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "text/html; charset=utf-8"
+    assert 45_000 < len(r.content) < 60_000
+    assert r.text.count('<li class="product"') == 50
+    assert "content-encoding" not in r.headers  # no --compress, no DJANGO_GZIP
+    assert client.get("/cached-page").content == r.content
+
+
 def test_download_binary(client: httpx.Client) -> None:
     r = client.get("/download")
     assert r.status_code == 200

@@ -115,6 +115,18 @@ class PageTests(TestCase):
             self.assertContains(page, "csrfmiddlewaretoken")
             self.assertContains(page, "Item 20")
 
+    def test_catalog_page(self):
+        page = self.client.get("/page")
+        self.assertEqual(page["Content-Type"], "text/html; charset=utf-8")
+        self.assertGreater(len(page.content), 45_000)  # the compression benchmark's "~50 KB page"
+        self.assertLess(len(page.content), 60_000)
+        self.assertEqual(page.content.count(b'<li class="product"'), 50)
+        self.assertContains(page, 'href="/api/item/50"')
+        self.assertEqual(self.client.get("/page").content, page.content)  # the same bytes every time
+        cached = self.client.get("/cached-page")
+        self.assertEqual(cached.content, page.content)
+        self.assertIn("max-age=300", cached["Cache-Control"])
+
     def test_chat_page(self):
         self.assertContains(self.client.get("/chat/lobby/"), "/ws/chat/")
         self.assertEqual(self.client.get("/chat/not a room/").status_code, 404)
