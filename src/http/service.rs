@@ -205,6 +205,7 @@ async fn serve(
         }
     };
     let is_head = parts.method == Method::HEAD;
+    let http1 = parts.version < Version::HTTP_2;
     let deadline = cfg.request_timeout.map(|limit| Deadline::new(limit, &parts.method, &parts.uri));
     let head = RequestHead::new(parts, conn);
     let (reply, answer) = oneshot::channel();
@@ -235,8 +236,21 @@ async fn serve(
     if let Some(offer) = &compress {
         offer.apply(&mut resp);
     }
+    if http1 && shared.slot.over_share(SHED_SLACK) {
+        resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+    }
     finish(resp, &shared)
 }
+
+/// Connections over the mean of the accepting workers at which this worker answers with
+/// `Connection: close`, handing the connection back to the listening socket, where a sibling
+/// under its share takes the client's next one (`server::wait_for_share` keeps this worker
+/// from taking it again). A keep-alive connection stays with the worker that accepted it, so
+/// without this an uneven split made at a burst, or left by clients that closed on some workers
+/// only, lasts as long as the connections: at 100 connections over 4 workers the busiest
+/// worker's queue sets the tail latency. Only HTTP/1, where a closing response costs the client
+/// one reconnect; an HTTP/2 connection carries many streams and is left alone.
+const SHED_SLACK: u64 = 2;
 
 /// A WebSocket handshake: the app decides (accept, close, or an HTTP denial response). On
 /// accept the 101 goes out and a pump task carries the frames from then on.

@@ -100,6 +100,13 @@ impl Slot {
         Some((self.connections_open(), total, accepting))
     }
 
+    /// Whether this worker holds more than `slack` connections over the mean of the accepting
+    /// workers (never with one worker, or without a board).
+    pub fn over_share(&self, slack: u64) -> bool {
+        self.connection_share()
+            .is_some_and(|(mine, total, workers)| workers > 1 && mine * workers > total + slack * workers)
+    }
+
     pub fn request_done(&self) {
         if let Some(w) = self.word(0) {
             w.fetch_add(1, Ordering::Relaxed);
@@ -391,7 +398,11 @@ mod board_tests {
         slots[2].set_accepting(false);
         assert_eq!(slots[0].connection_share(), Some((5, 6, 2)));
         assert_eq!(slots[1].connection_share(), Some((1, 6, 2)));
+        // Mean 3: five is two over it, one is under.
+        assert!(slots[0].over_share(1) && !slots[0].over_share(2), "5·2 > 6 + 1·2, not > 6 + 2·2");
+        assert!(!slots[1].over_share(0));
         board.give_back(1); // gone: zeroed, so no longer accepting
         assert_eq!(slots[0].connection_share(), Some((5, 5, 1)));
+        assert!(!slots[0].over_share(0), "alone, a worker is never over its share");
     }
 }

@@ -188,6 +188,10 @@ async fn serve(
 /// The longest a worker holding more than its share of connections leaves new ones to its
 /// siblings before it takes one anyway (a sibling may be stalled, or at its connection cap).
 const SHARE_WAIT: Duration = Duration::from_millis(20);
+/// Connections over the mean at which a worker leaves new ones to its siblings. An HTTP/1
+/// keep-alive connection is handed back one later (`http::service::SHED_SLACK`), so the two
+/// never fight over the same connection.
+const ACCEPT_SLACK: u64 = 1;
 
 /// Balance across workers. Every worker's accept wakes on the same listening socket and a
 /// keep-alive connection stays with the worker that took it, so whichever worker is on a CPU
@@ -195,15 +199,16 @@ const SHARE_WAIT: Duration = Duration::from_millis(20);
 /// four workers, and the busiest worker's queue set the tail latency. A worker holding more
 /// than one connection over the mean of the accepting workers waits, in 1 ms steps and at
 /// most `SHARE_WAIT`, while its siblings (woken by the same readiness) take what arrives.
+/// A burst is not the only way in: connections close unevenly, and a worker on a busy CPU can
+/// miss its turn, so an HTTP/1 worker more than two over the mean also hands keep-alive
+/// connections back, one `Connection: close` per response (`http::service::shed`); the client
+/// reconnects and one of the others takes it.
 /// With one worker, or without a scoreboard, this costs nothing. (nginx's accept mutex and
 /// `EPOLLEXCLUSIVE` address the same problem; `SO_REUSEPORT` would spread connections by hash,
 /// but drops the ones queued on a worker's socket when that worker exits.)
 async fn wait_for_share(slot: Slot) {
-    let over = || {
-        slot.connection_share().is_some_and(|(mine, total, workers)| workers > 1 && mine * workers > total + workers)
-    };
     let until = tokio::time::Instant::now() + SHARE_WAIT;
-    while over() && tokio::time::Instant::now() < until {
+    while slot.over_share(ACCEPT_SLACK) && tokio::time::Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
