@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::http::{parse_headers, required};
-use super::{send_or_wait, AsgiContext};
+use super::AsgiContext;
 use crate::bridge::awaitable::{done, ready};
 use crate::bridge::event_loop::{LoopEvent, Resolve};
 use crate::bridge::log;
@@ -23,7 +23,7 @@ use crate::bridge::waiter::Waiter;
 use crate::http::app::AppResponse;
 use crate::http::body::ResponseBody;
 use crate::http::response::set_length;
-use crate::http::websocket::{close_frame, Incoming, WsConn};
+use crate::http::websocket::{close_frame, Incoming, Sent, WsConn};
 
 pub struct WsState {
     conn: Arc<WsConn>,
@@ -43,9 +43,9 @@ struct Inner {
     accept: String,
     accepted: bool,
     closed: bool,
-    /// Denial response under construction (websocket.http.response.start seen).
-    denial: Option<(StatusCode, HeaderMap)>,
-    denial_body: bytes::BytesMut,
+    /// Denial response under construction (websocket.http.response.start seen), with its body
+    /// so far. Boxed: every socket carries this field, few ever use it.
+    denial: Option<Box<(StatusCode, HeaderMap, bytes::BytesMut)>>,
 }
 
 /// A message arrived (or the client left): hand it to the waiting `receive()`.
@@ -98,8 +98,16 @@ impl WebSocketProtocol {
     /// Queues a frame for the client (waiting when it reads slowly). Unlike HTTP, sending on a
     /// closed websocket is an error the app must see (ASGI spec: an `OSError`).
     fn out<'py>(&self, py: Python<'py>, m: Message) -> PyResult<Bound<'py, PyAny>> {
-        send_or_wait(py, &self.ctx, &self.state.conn.out, m, &self.state.sent)?
-            .ok_or_else(|| PyOSError::new_err("the websocket is closed"))
+        let hook = || -> crate::http::websocket::Hook {
+            let (queue, sent) = (self.ctx.queue.clone(), self.state.sent.clone());
+            Box::new(move || queue.push(LoopEvent::Resolve(sent)))
+        };
+        match self.state.conn.send(m, hook) {
+            Sent::Queued => done(py),
+            // The hook's wake-up is handled on this (the loop's) thread, after this returns.
+            Sent::Waiting => self.state.sent.park(py, &self.ctx.create_future),
+            Sent::Closed => Err(PyOSError::new_err("the websocket is closed")),
+        }
     }
 
     fn reply(inner: &mut Inner, response: AppResponse) {
@@ -158,6 +166,7 @@ impl WebSocketProtocol {
                     headers.insert(SEC_WEBSOCKET_PROTOCOL, value);
                 }
                 inner.accepted = true;
+                inner.accept = String::new(); // not needed again, for the socket's whole life
                 Self::reply(
                     &mut inner,
                     AppResponse::new(StatusCode::SWITCHING_PROTOCOLS, headers, ResponseBody::empty()),
@@ -219,26 +228,27 @@ impl WebSocketProtocol {
                     Some(h) => parse_headers(&h)?,
                     None => HeaderMap::new(),
                 };
-                inner.denial = Some((status, headers));
+                inner.denial = Some(Box::new((status, headers, bytes::BytesMut::new())));
                 done(py)
             }
             "websocket.http.response.body" => {
-                if inner.denial.is_none() {
+                let Some(denial) = inner.denial.as_mut() else {
                     return Err(PyRuntimeError::new_err("websocket.http.response.body before its start"));
-                }
+                };
                 if let Some(b) = message.get_item(intern!(py, "body"))? {
-                    inner.denial_body.extend_from_slice(b.cast::<PyBytes>()?.as_bytes());
+                    denial.2.extend_from_slice(b.cast::<PyBytes>()?.as_bytes());
                 }
                 let more = message.get_item(intern!(py, "more_body"))?.map_or(Ok(false), |m| m.is_truthy())?;
                 if more {
                     return done(py); // denial bodies are small: collected, then sent whole
                 }
-                let Some((status, mut headers)) = inner.denial.take() else {
+                let Some(denial) = inner.denial.take() else {
                     return Err(PyRuntimeError::new_err(
                         "websocket.http.response.body before websocket.http.response.start",
                     ));
                 };
-                let data = std::mem::take(&mut inner.denial_body).freeze();
+                let (status, mut headers, body) = *denial;
+                let data = body.freeze();
                 set_length(&mut headers, data.len());
                 inner.closed = true;
                 Self::reply(&mut inner, AppResponse::new(status, headers, ResponseBody::full(data)));
@@ -268,7 +278,7 @@ impl WebSocketProtocol {
         } else if accepted && !closed {
             // 1011: the server hit an unexpected condition; 1000 if the app just returned.
             let code = if failed { 1011 } else { 1000 };
-            let _ = self.state.conn.out.try_send(Message::Close(Some(close_frame(code, ""))));
+            self.state.conn.try_send(Message::Close(Some(close_frame(code, ""))));
         }
     }
 }

@@ -3,15 +3,21 @@
 //! app bridge. Ping/pong, the idle ping timeout and the message size limit live here; no Python.
 
 use std::collections::VecDeque;
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use http::header::{CONNECTION, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE};
 use http::{HeaderMap, Method, Request, Version};
 use hyper_util::rt::TokioIo;
-use tokio::sync::{mpsc, Notify};
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
@@ -27,6 +33,13 @@ use tokio::sync::watch;
 const INBOX_LIMIT: usize = 64;
 /// Outgoing messages buffered before the app's `send()` waits.
 pub const OUTBOX_LIMIT: usize = 16;
+/// tungstenite's read buffer: its capacity is allocated for the socket's life and zero-filled
+/// before each read, so it is what an idle socket holds (128 KiB by default, 8 KiB before issue
+/// #21). A frame header (14 bytes at most) or a small message fits; a larger message grows it to
+/// the message's length, and its reads are served from `LeanIo`'s read-ahead, not the socket.
+const READ_BUFFER: usize = 512;
+/// What one socket read takes at most, into a stack buffer (see `LeanIo`).
+const READ_CHUNK: usize = 16 * 1024;
 
 /// True for an HTTP/1.1 `GET` asking to switch to WebSocket (RFC 6455 §4.2.1), or an HTTP/2
 /// extended CONNECT for the `websocket` protocol (RFC 8441 §4, §5).
@@ -71,31 +84,130 @@ pub enum Incoming {
     },
 }
 
+/// Runs once, on another thread than the one that armed it.
+pub type Hook = Box<dyn FnOnce() + Send>;
+
 /// One WebSocket connection shared by its pump task and the app bridge.
+///
+/// Nothing here allocates before it is used: both queues start empty (an idle socket holds no
+/// channel blocks), which is most of why an idle websocket costs little (issue #21).
 pub struct WsConn {
     state: Mutex<WsState>,
     room: Notify,
-    /// Frames from the app to the client. Taken by the pump once the connection is upgraded.
-    outbox: Mutex<Option<mpsc::Receiver<Message>>>,
-    pub out: mpsc::Sender<Message>,
+    out: Mutex<Outbox>,
+    /// A message was queued for the client (or the outbox closed).
+    out_ready: Notify,
 }
 
 #[derive(Default)]
 struct WsState {
     inbox: VecDeque<Incoming>,
     closed: bool,
-    hook: Option<Box<dyn FnOnce() + Send>>,
+    hook: Option<Hook>,
+}
+
+/// Frames from the app to the client: up to `OUTBOX_LIMIT` queued, then senders wait in line
+/// (each with the hook that tells it its message got in), in order.
+#[derive(Default)]
+struct Outbox {
+    queue: VecDeque<Message>,
+    waiting: VecDeque<(Message, Hook)>,
+    /// The pump has ended: nothing is sent any more.
+    closed: bool,
+}
+
+/// What became of a message given to `WsConn::send`.
+pub enum Sent {
+    Queued,
+    /// The outbox is full: its hook runs once it is queued.
+    Waiting,
+    Closed,
 }
 
 impl WsConn {
     pub fn new() -> Arc<Self> {
-        let (out, rx) = mpsc::channel(OUTBOX_LIMIT);
-        Arc::new(Self { state: Mutex::default(), room: Notify::new(), outbox: Mutex::new(Some(rx)), out })
+        Arc::new(Self { state: Mutex::default(), room: Notify::new(), out: Mutex::default(), out_ready: Notify::new() })
+    }
+
+    /// Queues a frame for the client. With the outbox full it waits in line and `hook()`'s hook
+    /// runs when it is queued: the app's `send()` waits for that (backpressure).
+    pub fn send(&self, m: Message, hook: impl FnOnce() -> Hook) -> Sent {
+        let mut out = crate::sync::lock(&self.out);
+        if out.closed {
+            return Sent::Closed;
+        }
+        if out.waiting.is_empty() && out.queue.len() < OUTBOX_LIMIT {
+            out.queue.push_back(m);
+            drop(out);
+            self.out_ready.notify_one();
+            return Sent::Queued;
+        }
+        out.waiting.push_back((m, hook()));
+        Sent::Waiting
+    }
+
+    /// Queues a frame if there is room now; dropped otherwise (the app's last word, 1000/1011).
+    pub fn try_send(&self, m: Message) {
+        let mut out = crate::sync::lock(&self.out);
+        if !out.closed && out.waiting.is_empty() && out.queue.len() < OUTBOX_LIMIT {
+            out.queue.push_back(m);
+            drop(out);
+            self.out_ready.notify_one();
+        }
+    }
+
+    /// The next frame for the client, moving a waiting sender's frame into the room it leaves.
+    fn pop_out(&self) -> Option<Message> {
+        let mut out = crate::sync::lock(&self.out);
+        let m = out.queue.pop_front()?;
+        let hook = out.waiting.pop_front().map(|(next, hook)| {
+            out.queue.push_back(next);
+            hook
+        });
+        if out.queue.is_empty() {
+            out.queue = VecDeque::new(); // an idle socket keeps no room
+        }
+        drop(out);
+        if let Some(hook) = hook {
+            hook();
+        }
+        Some(m)
+    }
+
+    /// Waits for the next frame for the client.
+    async fn next_out(&self) -> Message {
+        loop {
+            let ready = self.out_ready.notified();
+            tokio::pin!(ready);
+            ready.as_mut().enable();
+            if let Some(m) = self.pop_out() {
+                return m;
+            }
+            ready.await;
+        }
+    }
+
+    /// The pump has ended: later sends fail, waiting senders are let go.
+    fn close_out(&self) {
+        let waiting = {
+            let mut out = crate::sync::lock(&self.out);
+            out.closed = true;
+            out.queue = VecDeque::new();
+            std::mem::take(&mut out.waiting)
+        };
+        for (_, hook) in waiting {
+            hook();
+        }
     }
 
     /// The next message for the app, if one is waiting.
     pub fn pop(&self) -> Option<Incoming> {
-        let m = crate::sync::lock(&self.state).inbox.pop_front();
+        let mut st = crate::sync::lock(&self.state);
+        let m = st.inbox.pop_front();
+        if st.inbox.is_empty() {
+            st.inbox = VecDeque::new(); // an idle socket keeps no room
+        }
+        drop(st);
         if m.is_some() {
             self.room.notify_one();
         }
@@ -103,7 +215,7 @@ impl WsConn {
     }
 
     /// Runs `hook` (once) when a message arrives. False if one is already waiting: pop it.
-    pub fn on_message(&self, hook: Box<dyn FnOnce() + Send>) -> bool {
+    pub fn on_message(&self, hook: Hook) -> bool {
         let mut st = crate::sync::lock(&self.state);
         if !st.inbox.is_empty() {
             return false;
@@ -149,12 +261,28 @@ pub async fn pump(
     upgrade: hyper::upgrade::OnUpgrade,
     conn: Arc<WsConn>,
     cfg: &ServerConfig,
+    stop: watch::Receiver<Stop>,
+    deflate: Option<Deflate>,
+) {
+    /// Closes the outbox however the pump ends (aborted tasks included).
+    struct CloseOut<'a>(&'a WsConn);
+    impl Drop for CloseOut<'_> {
+        fn drop(&mut self) {
+            self.0.close_out();
+        }
+    }
+    let _close = CloseOut(&conn);
+    // Boxed: the task itself stays small, and this future is all a socket's pump holds.
+    Box::pin(run(upgrade, &conn, cfg, stop, deflate)).await;
+}
+
+async fn run(
+    upgrade: hyper::upgrade::OnUpgrade,
+    conn: &WsConn,
+    cfg: &ServerConfig,
     mut stop: watch::Receiver<Stop>,
     deflate: Option<Deflate>,
 ) {
-    let Some(mut outbox) = crate::sync::lock(&conn.outbox).take() else {
-        return;
-    };
     let io = match upgrade.await {
         Ok(io) => io,
         Err(e) => {
@@ -162,15 +290,19 @@ pub async fn pump(
             return conn.abandon();
         }
     };
-    // tungstenite zero-fills the free part of its read buffer before every socket read; at the
-    // 128 KiB default that fill dominated an echo benchmark's profile. Bigger messages still
-    // arrive through several reads.
+    // tungstenite's read buffer is small (see READ_BUFFER): an idle socket holds only that, and
+    // tungstenite zero-fills only that before a read (at the 128 KiB default that fill dominated
+    // an echo benchmark's profile).
     let config = WebSocketConfig::default()
         .max_message_size(Some(cfg.ws_max_size))
         .max_frame_size(Some(cfg.ws_max_size))
-        .read_buffer_size(8 * 1024);
-    let io = WsIo::new(TokioIo::new(io), deflate.is_some(), cfg.ws_max_size);
-    let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+        .read_buffer_size(READ_BUFFER);
+    let io = WsIo::new(LeanIo::new(TokioIo::new(io)), deflate.is_some(), cfg.ws_max_size);
+    // Ready at once (it only builds the stream); not awaited, so its state is not part of this
+    // future's, which every socket's task holds for its whole life.
+    let Some(ws) = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).now_or_never() else {
+        return conn.abandon();
+    };
     // Split so reading and writing proceed independently (an idle client must not stop the
     // app's messages). tungstenite still answers pings from the read side.
     let (mut sink, mut stream) = ws.split();
@@ -210,34 +342,14 @@ pub async fn pump(
                     None => break (1006, String::new()),
                 }
             }
-            out = outbox.recv() => match out {
-                Some(Message::Close(frame)) => {
-                    let ours = frame.as_ref().map_or((1000, String::new()), |f| (u16::from(f.code), f.reason.as_str().to_owned()));
-                    let _ = sink.send(Message::Close(frame)).await;
-                    // Wait (briefly) for the client's close frame, as RFC 6455 §7.1.1 asks; the
-                    // app's disconnect carries the code the client answered with (or ours).
-                    let answer = tokio::time::timeout(Duration::from_secs(5), async {
-                        while let Some(Ok(m)) = stream.next().await {
-                            if let Message::Close(f) = m {
-                                return f.map(|f| (u16::from(f.code), f.reason.as_str().to_owned()));
-                            }
-                        }
-                        None
-                    })
-                    .await;
-                    break answer.ok().flatten().unwrap_or(ours);
-                }
-                Some(m) => {
+            out = conn.next_out() => match out {
+                Message::Close(frame) => break Box::pin(closing(&mut sink, &mut stream, frame)).await,
+                m => {
                     let m = deflate.as_ref().and_then(|d| d.compress(&m)).unwrap_or(m);
                     if let Err(e) = sink.send(m).await {
                         log::debug!("websocket write failed: {e}");
                         break (1006, String::new());
                     }
-                }
-                // The app finished without closing: close normally.
-                None => {
-                    let _ = sink.send(Message::Close(Some(close_frame(1000, "")))).await;
-                    break (1000, String::new());
                 }
             },
             // The worker is stopping: tell the client we are going away (RFC 6455 1001).
@@ -258,6 +370,79 @@ pub async fn pump(
     };
     conn.deliver(Incoming::Closed { code, reason });
 }
+
+type Ws = WebSocketStream<WsIo<LeanIo<TokioIo<hyper::upgrade::Upgraded>>>>;
+
+/// The app closes: our close frame goes out, then we wait (briefly) for the client's, as RFC
+/// 6455 §7.1.1 asks; the app's disconnect carries the code the client answered with (or ours).
+/// Apart from the pump's loop, so that its state is allocated only by a closing socket.
+async fn closing(
+    sink: &mut SplitSink<Ws, Message>,
+    stream: &mut SplitStream<Ws>,
+    frame: Option<CloseFrame>,
+) -> (u16, String) {
+    let ours = frame.as_ref().map_or((1000, String::new()), |f| (u16::from(f.code), f.reason.as_str().to_owned()));
+    let _ = sink.send(Message::Close(frame)).await;
+    let answer = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(m)) = stream.next().await {
+            if let Message::Close(f) = m {
+                return f.map(|f| (u16::from(f.code), f.reason.as_str().to_owned()));
+            }
+        }
+        None
+    })
+    .await;
+    answer.ok().flatten().unwrap_or(ours)
+}
+
+/// The socket under tungstenite, read so that an idle websocket holds no read buffer: a read
+/// goes into a stack buffer and what tungstenite's (small) buffer does not take waits in a
+/// read-ahead allocated for it and freed once handed on. A waiting read holds nothing.
+struct LeanIo<I> {
+    inner: I,
+    ahead: Vec<u8>,
+    /// How much of `ahead` was handed on.
+    at: usize,
+}
+
+impl<I> LeanIo<I> {
+    fn new(inner: I) -> Self {
+        Self { inner, ahead: Vec::new(), at: 0 }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for LeanIo<I> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if let Some(rest) = this.ahead.get(this.at..).filter(|r| !r.is_empty()) {
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(rest.get(..n).unwrap_or_default());
+            this.at += n;
+            if this.at >= this.ahead.len() {
+                this.ahead = Vec::new();
+                this.at = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        if buf.remaining() >= READ_CHUNK {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
+        let mut chunk = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+        let mut read = ReadBuf::uninit(&mut chunk);
+        ready!(Pin::new(&mut this.inner).poll_read(cx, &mut read))?;
+        let got = read.filled();
+        let n = got.len().min(buf.remaining());
+        let (now, later) = got.split_at(n);
+        buf.put_slice(now);
+        if !later.is_empty() {
+            this.ahead = later.to_vec();
+            this.at = 0;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+crate::http::write_through!(LeanIo);
 
 pub fn close_frame(code: u16, reason: &str) -> CloseFrame {
     CloseFrame { code: CloseCode::from(code), reason: reason.to_owned().into() }
@@ -287,6 +472,119 @@ mod tests {
         assert!(is_upgrade(&request(&HANDSHAKE)));
         assert!(!is_upgrade(&request(&HANDSHAKE[..3])), "no key");
         assert!(!is_upgrade(&request(&[("upgrade", "h2c"), ("connection", "upgrade")])));
+    }
+
+    #[test]
+    fn the_outbox_holds_sixteen_then_senders_wait_in_order() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let conn = WsConn::new();
+        let woken = Arc::new(AtomicUsize::new(0));
+        let hook = || -> Hook {
+            let woken = woken.clone();
+            Box::new(move || {
+                woken.fetch_add(1, Ordering::SeqCst);
+            })
+        };
+        for i in 0..OUTBOX_LIMIT {
+            assert!(matches!(conn.send(Message::text(i.to_string()), hook), Sent::Queued));
+        }
+        assert!(matches!(conn.send(Message::text("16"), hook), Sent::Waiting));
+        assert!(matches!(conn.send(Message::text("17"), hook), Sent::Waiting));
+        // The app's last word is dropped while others wait, as it was with a full channel.
+        conn.try_send(Message::text("dropped"));
+        assert_eq!(woken.load(Ordering::SeqCst), 0);
+        let mut got = vec![];
+        while let Some(m) = conn.pop_out() {
+            got.push(m.into_text().unwrap().to_string());
+        }
+        assert_eq!(got, (0..18).map(|i| i.to_string()).collect::<Vec<_>>());
+        assert_eq!(woken.load(Ordering::SeqCst), 2, "each waiting sender is told once");
+        assert_eq!(crate::sync::lock(&conn.out).queue.capacity(), 0, "an empty outbox holds nothing");
+    }
+
+    #[test]
+    fn a_closed_outbox_refuses_and_lets_waiting_senders_go() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let conn = WsConn::new();
+        let woken = Arc::new(AtomicUsize::new(0));
+        let hook = || -> Hook {
+            let woken = woken.clone();
+            Box::new(move || {
+                woken.fetch_add(1, Ordering::SeqCst);
+            })
+        };
+        for _ in 0..=OUTBOX_LIMIT {
+            conn.send(Message::text("x"), hook);
+        }
+        conn.close_out();
+        assert_eq!(woken.load(Ordering::SeqCst), 1);
+        assert!(matches!(conn.send(Message::text("late"), hook), Sent::Closed));
+        assert!(conn.pop_out().is_none());
+    }
+
+    #[tokio::test]
+    async fn next_out_wakes_for_a_message_sent_later() {
+        let conn = WsConn::new();
+        let waiting = tokio::spawn({
+            let conn = conn.clone();
+            async move { conn.next_out().await }
+        });
+        tokio::task::yield_now().await;
+        let _ = conn.send(Message::text("hi"), || -> Hook { Box::new(|| {}) });
+        let m = tokio::time::timeout(Duration::from_secs(5), waiting).await.unwrap().unwrap();
+        assert_eq!(m.into_text().unwrap().as_str(), "hi");
+    }
+
+    #[test]
+    fn an_emptied_inbox_holds_nothing() {
+        let conn = WsConn::new();
+        conn.deliver(Incoming::Text("a".into()));
+        conn.deliver(Incoming::Text("b".into()));
+        assert!(conn.pop().is_some() && conn.pop().is_some());
+        assert_eq!(crate::sync::lock(&conn.state).inbox.capacity(), 0);
+    }
+
+    /// A reader that hands out `data` in reads of at most `chunk` bytes.
+    struct Chunks {
+        data: Vec<u8>,
+        at: usize,
+        chunk: usize,
+    }
+
+    impl AsyncRead for Chunks {
+        fn poll_read(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+            let this = self.get_mut();
+            let n = this.chunk.min(buf.remaining()).min(this.data.len() - this.at);
+            buf.put_slice(&this.data[this.at..this.at + n]);
+            this.at += n;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn lean_io_keeps_only_what_a_small_read_left_and_frees_it() {
+        use tokio::io::AsyncReadExt;
+        let data: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+        let mut io = LeanIo::new(Chunks { data: data.clone(), at: 0, chunk: 10_000 });
+        let mut got = vec![];
+        let mut small = [0u8; READ_BUFFER];
+        loop {
+            let n = io.read(&mut small).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&small[..n]);
+            if io.ahead.is_empty() {
+                assert_eq!(io.ahead.capacity(), 0, "nothing kept once handed on");
+            }
+        }
+        assert_eq!(got, data);
+        assert_eq!(io.ahead.capacity(), 0);
+        // A large read goes straight through.
+        let mut io = LeanIo::new(Chunks { data: data.clone(), at: 0, chunk: 40_000 });
+        let mut big = vec![0u8; 40_000];
+        assert_eq!(io.read(&mut big).await.unwrap(), 40_000);
+        assert_eq!(io.ahead.capacity(), 0);
     }
 
     #[test]
