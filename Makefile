@@ -77,6 +77,11 @@ bench-seed:  ## the deployment guide's table reproduced: 4 workers, 100 and 1,00
 	BENCH_SKIP_WSLOAD=1 bash bench/setup.sh
 	bench/.venv/bin/python bench/run.py --preset seed $(BENCH_ARGS)
 
+.PHONY: bench-ws-idle
+bench-ws-idle:  ## memory per idle websocket: 10,000 and 19,900 idle sockets on one worker, rsgi vs uvicorn, Granian, Daphne (~10 min)
+	BENCH_SKIP_WSLOAD=1 bash bench/setup.sh
+	bench/.venv/bin/python bench/ws_idle.py $(BENCH_ARGS)
+
 .PHONY: bench-fanout
 bench-fanout:  ## Channels group fan-out: 1,000 websockets, 2 workers, Redis; rsgi vs uvicorn and daphne (~8 min)
 	BENCH_SKIP_WSLOAD=1 bash bench/setup.sh
