@@ -18,7 +18,8 @@ use http::{HeaderMap, Method, Request, Version};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::Notify;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
@@ -346,7 +347,11 @@ async fn run(
                 Message::Close(frame) => break Box::pin(closing(&mut sink, &mut stream, frame)).await,
                 m => {
                     let m = deflate.as_ref().and_then(|d| d.compress(&m)).unwrap_or(m);
-                    if let Err(e) = sink.send(m).await {
+                    let sent = match fragments(&m) {
+                        None => sink.send(m).await,
+                        Some(frames) => Box::pin(send_frames(&mut sink, frames)).await,
+                    };
+                    if let Err(e) = sent {
                         log::debug!("websocket write failed: {e}");
                         break (1006, String::new());
                     }
@@ -372,6 +377,39 @@ async fn run(
 }
 
 type Ws = WebSocketStream<WsIo<LeanIo<TokioIo<hyper::upgrade::Upgraded>>>>;
+
+/// A message longer than this goes out as fragments of this size (RFC 6455 §5.4): tungstenite
+/// copies each frame whole into a write buffer that keeps its capacity, so one large message
+/// sent whole would stay allocated for the socket's life; this bounds what it keeps.
+const FRAGMENT: usize = 16 * 1024;
+
+/// The frames of a text or binary message longer than `FRAGMENT`; `None` for any other.
+fn fragments(m: &Message) -> Option<Vec<Message>> {
+    let (data, kind) = match m {
+        Message::Text(t) if t.len() > FRAGMENT => (Bytes::from(t.clone()), Data::Text),
+        Message::Binary(b) if b.len() > FRAGMENT => (b.clone(), Data::Binary),
+        _ => return None,
+    };
+    let count = data.len().div_ceil(FRAGMENT);
+    let frames = (0..count).map(|i| {
+        let piece = data.slice(i * FRAGMENT..data.len().min((i + 1) * FRAGMENT));
+        let opcode = OpCode::Data(if i == 0 { kind } else { Data::Continue });
+        Message::Frame(Frame::message(piece, opcode, i + 1 == count))
+    });
+    Some(frames.collect())
+}
+
+/// Sends `frames`, each flushed on its own (fed together they would fill tungstenite's buffer).
+/// Its own (boxed) future, so that an idle socket's pump does not carry its state.
+async fn send_frames(
+    sink: &mut SplitSink<Ws, Message>,
+    frames: Vec<Message>,
+) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    for frame in frames {
+        sink.send(frame).await?;
+    }
+    Ok(())
+}
 
 /// The app closes: our close frame goes out, then we wait (briefly) for the client's, as RFC
 /// 6455 §7.1.1 asks; the app's disconnect carries the code the client answered with (or ours).
@@ -585,6 +623,25 @@ mod tests {
         let mut big = vec![0u8; 40_000];
         assert_eq!(io.read(&mut big).await.unwrap(), 40_000);
         assert_eq!(io.ahead.capacity(), 0);
+    }
+
+    #[test]
+    fn long_messages_go_out_in_fragments() {
+        assert!(fragments(&Message::binary(vec![1u8; FRAGMENT])).is_none());
+        assert!(fragments(&Message::Ping(Bytes::from(vec![0u8; 100]))).is_none());
+        let text: String = "é".repeat(FRAGMENT); // 2 bytes each: pieces split characters, as RFC 6455 allows
+        let frames = fragments(&Message::text(text.clone())).unwrap();
+        assert_eq!(frames.len(), 2);
+        let mut whole = vec![];
+        for (i, m) in frames.into_iter().enumerate() {
+            let Message::Frame(f) = m else { panic!("not a frame") };
+            let want = if i == 0 { OpCode::Data(Data::Text) } else { OpCode::Data(Data::Continue) };
+            assert_eq!(f.header().opcode, want);
+            assert_eq!(f.header().is_final, i == 1);
+            assert!(f.len() <= FRAGMENT + 14);
+            whole.extend_from_slice(f.payload());
+        }
+        assert_eq!(whole, text.as_bytes());
     }
 
     #[test]

@@ -57,12 +57,21 @@ async def open_ws(port: int, path: str) -> tuple[asyncio.StreamReader, asyncio.S
 
 
 async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    first, size = await asyncio.wait_for(reader.readexactly(2), 20)
-    if size == 126:
-        (size,) = struct.unpack("!H", await reader.readexactly(2))
-    elif size == 127:
-        (size,) = struct.unpack("!Q", await reader.readexactly(8))
-    return first & 0x0F, await reader.readexactly(size)
+    """One whole message: (opcode, payload), its fragments joined (long ones come in pieces)."""
+    opcode, parts = None, []
+    while True:
+        first, size = await asyncio.wait_for(reader.readexactly(2), 20)
+        if size == 126:
+            (size,) = struct.unpack("!H", await reader.readexactly(2))
+        elif size == 127:
+            (size,) = struct.unpack("!Q", await reader.readexactly(8))
+        data = await reader.readexactly(size)
+        if first & 0x08:  # a control frame, possibly between fragments
+            return first & 0x0F, data
+        opcode = first & 0x0F if opcode is None else opcode
+        parts.append(data)
+        if first & 0x80:
+            return opcode, b"".join(parts)
 
 
 async def echo_once(conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], payload: bytes) -> None:
