@@ -161,7 +161,9 @@ impl Deflate {
             stored(data)
         } else {
             match deflate(data) {
-                Some(mut body) if body.ends_with(&TAIL) => {
+                // Incompressible data (already compressed, encrypted) grows by about 5% at level
+                // 1, whose blocks use zlib's fixed codes only: then stored blocks are smaller.
+                Some(mut body) if body.ends_with(&TAIL) && body.len() - TAIL.len() <= data.len() + 6 => {
                     body.truncate(body.len() - TAIL.len());
                     body
                 }
@@ -330,7 +332,7 @@ mod tests {
             })
             .collect();
         let Some(Message::Frame(frame)) = d.compress(&Message::binary(noise)) else { panic!() };
-        assert!(frame.payload().len() < 4096 + 64);
+        assert!(frame.payload().len() <= 4096 + 6, "stored, not grown: {}", frame.payload().len());
         let small_window = Deflate { server_max_window_bits: Some(8) };
         let Some(Message::Frame(frame)) = small_window.compress(&Message::text("a".repeat(256))) else { panic!() };
         assert!(frame.payload().len() < 20, "256 bytes fit the window: deflated");
