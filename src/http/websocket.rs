@@ -298,7 +298,8 @@ async fn run(
         .max_message_size(Some(cfg.ws_max_size))
         .max_frame_size(Some(cfg.ws_max_size))
         .read_buffer_size(READ_BUFFER);
-    let io = WsIo::new(LeanIo::new(TokioIo::new(io)), deflate.is_some(), cfg.ws_max_size);
+    let split = deflate.is_none().then_some(cfg.ws_max_size as u64);
+    let io = WsIo::new(LeanIo::new(TokioIo::new(io), split), deflate.is_some(), cfg.ws_max_size);
     // Ready at once (it only builds the stream); not awaited, so its state is not part of this
     // future's, which every socket's task holds for its whole life.
     let Some(ws) = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).now_or_never() else {
@@ -435,17 +436,31 @@ async fn closing(
 
 /// The socket under tungstenite, read so that an idle websocket holds no read buffer: a read
 /// goes into a stack buffer and what tungstenite's (small) buffer does not take waits in a
-/// read-ahead allocated for it and freed once handed on. A waiting read holds nothing.
+/// read-ahead allocated for it and freed once handed on. A waiting read holds nothing. Without
+/// permessage-deflate it also cuts the client's long data frames into fragments (`Splitter`).
 struct LeanIo<I> {
     inner: I,
     ahead: Vec<u8>,
     /// How much of `ahead` was handed on.
     at: usize,
+    split: Option<Splitter>,
 }
 
 impl<I> LeanIo<I> {
-    fn new(inner: I) -> Self {
-        Self { inner, ahead: Vec::new(), at: 0 }
+    /// `split`: cut data frames up to this length (`--ws-max-size`) into fragments.
+    fn new(inner: I, split: Option<u64>) -> Self {
+        Self { inner, ahead: Vec::new(), at: 0, split: split.map(Splitter::new) }
+    }
+
+    /// Hands `data` to tungstenite's `buf`; what does not fit waits in `ahead`.
+    fn hand_on(&mut self, data: &[u8], buf: &mut ReadBuf<'_>) {
+        let n = data.len().min(buf.remaining());
+        let (now, later) = data.split_at(n);
+        buf.put_slice(now);
+        if !later.is_empty() {
+            self.ahead = later.to_vec();
+            self.at = 0;
+        }
     }
 }
 
@@ -462,22 +477,192 @@ impl<I: AsyncRead + Unpin> AsyncRead for LeanIo<I> {
             }
             return Poll::Ready(Ok(()));
         }
-        if buf.remaining() >= READ_CHUNK {
+        if this.split.is_none() && buf.remaining() >= READ_CHUNK {
             return Pin::new(&mut this.inner).poll_read(cx, buf);
         }
-        let mut chunk = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
-        let mut read = ReadBuf::uninit(&mut chunk);
-        ready!(Pin::new(&mut this.inner).poll_read(cx, &mut read))?;
-        let got = read.filled();
-        let n = got.len().min(buf.remaining());
-        let (now, later) = got.split_at(n);
-        buf.put_slice(now);
-        if !later.is_empty() {
-            this.ahead = later.to_vec();
-            this.at = 0;
+        loop {
+            let mut chunk = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+            let mut read = ReadBuf::uninit(&mut chunk);
+            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut read))?;
+            let got = read.filled();
+            let Some(split) = this.split.as_mut() else {
+                this.hand_on(got, buf);
+                return Poll::Ready(Ok(()));
+            };
+            let mut space = [MaybeUninit::<u8>::uninit(); READ_CHUNK + SPLIT_ROOM];
+            let mut out = ReadBuf::uninit(&mut space);
+            if got.is_empty() {
+                split.end(&mut out)?; // the peer is gone: a partial header goes on for tungstenite to judge
+            } else {
+                split.feed(got, &mut out)?;
+            }
+            if out.filled().is_empty() && !got.is_empty() {
+                continue; // only part of a frame header so far
+            }
+            this.hand_on(out.filled(), buf);
+            return Poll::Ready(Ok(()));
         }
-        Poll::Ready(Ok(()))
     }
+}
+
+/// A client's data frame longer than this reaches tungstenite as fragments of this size (RFC
+/// 6455 §5.4): tungstenite reserves a frame's whole length in its read buffer, which keeps that
+/// capacity, so one large frame would stay allocated for the socket's life.
+const SPLIT: u64 = 4096;
+/// Room for the fragment headers one read can add (at most 8 bytes per fragment begun, plus a
+/// header held back from the previous read).
+const SPLIT_ROOM: usize = 8 * (READ_CHUNK / SPLIT as usize + 2) + 14;
+
+/// Rewrites the client's bytes so that no data frame is longer than `SPLIT`: a long one becomes
+/// a fragment with its opcode and continuation fragments (the last with its FIN), unmasked and
+/// sent with a zero mask (as `ws_deflate` does). Control frames, frames tungstenite will refuse
+/// (unmasked, RSV bits, over `--ws-max-size`: refused at their header, as before) and short ones
+/// go through unchanged. The message tungstenite assembles is the same, limits included.
+struct Splitter {
+    max: u64,
+    head: [u8; 14],
+    head_len: usize,
+    state: Split,
+}
+
+#[derive(Clone, Copy)]
+enum Split {
+    /// A frame header comes next.
+    Head,
+    /// This many payload bytes go through as they are.
+    Pass(u64),
+    /// A long frame: payload bytes left in it and in the current fragment (0: begin one), its
+    /// mask and where in it the next byte is, its FIN, and the next fragment's opcode.
+    Cut { frame: u64, piece: u64, mask: [u8; 4], phase: usize, fin: bool, opcode: u8 },
+}
+
+fn put(out: &mut ReadBuf<'_>, data: &[u8]) -> io::Result<()> {
+    if out.remaining() < data.len() {
+        return Err(io::Error::other("websocket frame rewriting overflowed its buffer"));
+    }
+    out.put_slice(data);
+    Ok(())
+}
+
+impl Splitter {
+    fn new(max: u64) -> Self {
+        Self { max, head: [0; 14], head_len: 0, state: Split::Head }
+    }
+
+    fn feed(&mut self, mut input: &[u8], out: &mut ReadBuf<'_>) -> io::Result<()> {
+        while !input.is_empty() {
+            match self.state {
+                Split::Head => {
+                    let want = match self.head.get(1) {
+                        Some(&b1) if self.head_len >= 2 => header_len(b1),
+                        _ => 2,
+                    };
+                    let take = (want - self.head_len).min(input.len());
+                    let (now, rest) = input.split_at(take);
+                    if let Some(slot) = self.head.get_mut(self.head_len..self.head_len + take) {
+                        slot.copy_from_slice(now);
+                    }
+                    self.head_len += take;
+                    input = rest;
+                    if self.head_len < 2 || self.head_len < header_len(self.head[1]) {
+                        continue;
+                    }
+                    self.start_frame(out)?;
+                }
+                Split::Pass(left) => {
+                    let n = left.min(input.len() as u64) as usize;
+                    let (now, rest) = input.split_at(n);
+                    put(out, now)?;
+                    input = rest;
+                    self.state = if left == n as u64 { Split::Head } else { Split::Pass(left - n as u64) };
+                }
+                Split::Cut { frame, piece: 0, mask, phase, fin, opcode } => {
+                    let piece = frame.min(SPLIT);
+                    let last = piece == frame;
+                    let first = if last && fin { 0x80 } else { 0 } | opcode;
+                    match u16::try_from(piece) {
+                        Ok(n) if n > 125 => {
+                            let [hi, lo] = n.to_be_bytes();
+                            put(out, &[first, 0x80 | 126, hi, lo, 0, 0, 0, 0])?;
+                        }
+                        _ => put(out, &[first, 0x80 | piece as u8, 0, 0, 0, 0])?,
+                    }
+                    self.state = Split::Cut { frame, piece, mask, phase, fin, opcode: 0 };
+                }
+                Split::Cut { frame, piece, mask, phase, fin, opcode } => {
+                    let n = piece.min(input.len() as u64) as usize;
+                    let (now, rest) = input.split_at(n);
+                    let start = out.filled().len();
+                    put(out, now)?;
+                    if let Some(data) = out.filled_mut().get_mut(start..) {
+                        unmask(data, mask, phase);
+                    }
+                    input = rest;
+                    let (frame, piece) = (frame - n as u64, piece - n as u64);
+                    self.state = if frame == 0 {
+                        Split::Head
+                    } else {
+                        Split::Cut { frame, piece, mask, phase: (phase + n) % 4, fin, opcode }
+                    };
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A whole header is in `head`: pass the frame on, or begin cutting it.
+    fn start_frame(&mut self, out: &mut ReadBuf<'_>) -> io::Result<()> {
+        let head = self.head.get(..self.head_len).unwrap_or_default();
+        self.head_len = 0;
+        let (b0, b1) = (head.first().copied().unwrap_or(0), head.get(1).copied().unwrap_or(0));
+        let len = match b1 & 0x7f {
+            126 => head.get(2..4).and_then(|b| b.try_into().ok()).map_or(0, |b| u64::from(u16::from_be_bytes(b))),
+            127 => head.get(2..10).and_then(|b| b.try_into().ok()).map_or(0, u64::from_be_bytes),
+            n => u64::from(n),
+        };
+        let masked = b1 & 0x80 != 0;
+        let (opcode, rsv, fin) = (b0 & 0x0f, b0 & 0x70, b0 & 0x80 != 0);
+        if opcode <= 2 && rsv == 0 && masked && len > SPLIT && len <= self.max {
+            let mask: [u8; 4] = head.get(head.len() - 4..).and_then(|m| m.try_into().ok()).unwrap_or_default();
+            self.state = Split::Cut { frame: len, piece: 0, mask, phase: 0, fin, opcode };
+            return Ok(());
+        }
+        let head = self.head;
+        put(out, head.get(..header_len(b1)).unwrap_or_default())?;
+        self.state = if len == 0 { Split::Head } else { Split::Pass(len) };
+        Ok(())
+    }
+
+    /// End of input: a header held back goes on as it is.
+    fn end(&mut self, out: &mut ReadBuf<'_>) -> io::Result<()> {
+        let head = self.head;
+        put(out, head.get(..self.head_len).unwrap_or_default())?;
+        self.head_len = 0;
+        Ok(())
+    }
+}
+
+/// Unmasks `data`, whose first byte is at `phase` in the 4-byte mask.
+fn unmask(data: &mut [u8], mask: [u8; 4], phase: usize) {
+    let mask: [u8; 4] = std::array::from_fn(|k| mask.get((phase + k) % 4).copied().unwrap_or(0));
+    let word = u32::from_ne_bytes(mask);
+    let mut chunks = data.chunks_exact_mut(4);
+    for c in &mut chunks {
+        let v = u32::from_ne_bytes(c.try_into().unwrap_or_default()) ^ word;
+        c.copy_from_slice(&v.to_ne_bytes());
+    }
+    for (b, m) in chunks.into_remainder().iter_mut().zip(mask) {
+        *b ^= m;
+    }
+}
+
+/// A frame header's length, from its second byte.
+fn header_len(b1: u8) -> usize {
+    2 + match b1 & 0x7f {
+        126 => 2,
+        127 => 8,
+        _ => 0,
+    } + if b1 & 0x80 != 0 { 4 } else { 0 }
 }
 
 crate::http::write_through!(LeanIo);
@@ -603,7 +788,7 @@ mod tests {
     async fn lean_io_keeps_only_what_a_small_read_left_and_frees_it() {
         use tokio::io::AsyncReadExt;
         let data: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
-        let mut io = LeanIo::new(Chunks { data: data.clone(), at: 0, chunk: 10_000 });
+        let mut io = LeanIo::new(Chunks { data: data.clone(), at: 0, chunk: 10_000 }, None);
         let mut got = vec![];
         let mut small = [0u8; READ_BUFFER];
         loop {
@@ -619,7 +804,7 @@ mod tests {
         assert_eq!(got, data);
         assert_eq!(io.ahead.capacity(), 0);
         // A large read goes straight through.
-        let mut io = LeanIo::new(Chunks { data: data.clone(), at: 0, chunk: 40_000 });
+        let mut io = LeanIo::new(Chunks { data: data.clone(), at: 0, chunk: 40_000 }, None);
         let mut big = vec![0u8; 40_000];
         assert_eq!(io.read(&mut big).await.unwrap(), 40_000);
         assert_eq!(io.ahead.capacity(), 0);
@@ -642,6 +827,143 @@ mod tests {
             whole.extend_from_slice(f.payload());
         }
         assert_eq!(whole, text.as_bytes());
+    }
+
+    /// One masked client frame.
+    fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+        const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+        let mut out = vec![first];
+        match payload.len() {
+            n if n < 126 => out.push(0x80 | n as u8),
+            n if n < 65536 => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&MASK);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
+        out
+    }
+
+    /// What tungstenite reads from `wire` through LeanIo (with splitting), `chunk` bytes a read.
+    async fn read_through(wire: Vec<u8>, chunk: usize, max: usize) -> Vec<Result<Message, String>> {
+        let io = LeanIo::new(Chunks { data: wire, at: 0, chunk }, Some(max as u64));
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(max))
+            .max_frame_size(Some(max))
+            .read_buffer_size(READ_BUFFER);
+        let mut ws = WebSocketStream::from_raw_socket(Duplex(io), Role::Server, Some(config)).await;
+        let mut got = vec![];
+        while let Some(m) = ws.next().await {
+            let stop = m.is_err();
+            got.push(m.map_err(|e| e.to_string()));
+            if stop {
+                break;
+            }
+        }
+        got
+    }
+
+    /// A reader with writes thrown away (tungstenite answers pings).
+    struct Duplex<R>(R);
+
+    impl<R: AsyncRead + Unpin> AsyncRead for Duplex<R> {
+        fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+        }
+    }
+
+    impl<R: Unpin> tokio::io::AsyncWrite for Duplex<R> {
+        fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+            Poll::Ready(Ok(data.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn long_client_frames_reach_tungstenite_in_pieces_and_whole() {
+        let text = "é".repeat(5_000); // 10,000 bytes: pieces split characters
+        let big: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+        let mut wire = client_frame(0x81, b"hi");
+        wire.extend(client_frame(0x81, text.as_bytes()));
+        wire.extend(client_frame(0x82, &big));
+        // A message the client fragmented itself, a ping between its long fragments.
+        wire.extend(client_frame(0x02, &big[..5_000]));
+        wire.extend(client_frame(0x89, b"ping"));
+        wire.extend(client_frame(0x80, &big[5_000..14_000]));
+        wire.extend(client_frame(0x82, &[]));
+        let want: Vec<Result<Message, String>> = vec![
+            Ok(Message::text("hi")),
+            Ok(Message::text(text.clone())),
+            Ok(Message::binary(big.clone())),
+            Ok(Message::Ping(Bytes::from_static(b"ping"))),
+            Ok(Message::binary(big[..14_000].to_vec())),
+            Ok(Message::binary(Vec::new())),
+            Err("WebSocket protocol error: Connection reset without closing handshake".into()),
+        ];
+        let brief = |got: &[Result<Message, String>]| -> Vec<String> {
+            got.iter()
+                .map(|m| match m {
+                    Ok(m) => format!(
+                        "{} {} {:x}",
+                        m.is_text(),
+                        m.len(),
+                        m.clone().into_data().iter().map(|&b| b as u64).sum::<u64>()
+                    ),
+                    Err(e) => e.clone(),
+                })
+                .collect()
+        };
+        for chunk in [1, 7, 100, 4_096, 5_000, READ_CHUNK, 100_000] {
+            assert_eq!(brief(&read_through(wire.clone(), chunk, 1 << 20).await), brief(&want), "reads of {chunk}");
+        }
+        // What tungstenite is given: no data frame longer than SPLIT.
+        let mut split = Splitter::new(1 << 20);
+        let mut space = vec![MaybeUninit::<u8>::uninit(); wire.len() + 4096];
+        let mut out = ReadBuf::uninit(&mut space);
+        split.feed(&wire, &mut out).unwrap();
+        let mut rest = out.filled();
+        let mut frames = 0;
+        while !rest.is_empty() {
+            let len = match rest[1] & 0x7f {
+                126 => u16::from_be_bytes([rest[2], rest[3]]) as usize,
+                127 => u64::from_be_bytes(rest[2..10].try_into().unwrap()) as usize,
+                n => n as usize,
+            };
+            assert!(len as u64 <= SPLIT);
+            rest = &rest[header_len(rest[1]) + len..];
+            frames += 1;
+        }
+        assert_eq!(frames, 1 + 3 + 18 + 2 + 1 + 3 + 1);
+    }
+
+    #[tokio::test]
+    async fn limits_hold_through_the_splitting() {
+        // Over --ws-max-size in one frame: refused at its header, as without splitting.
+        let got = read_through(client_frame(0x82, &vec![0; 10_000]), 1_000, 8_000).await;
+        assert!(matches!(got.last(), Some(Err(e)) if e.contains("Space limit exceeded")), "{got:?}");
+        // Over it in fragments: refused when the message grows past it.
+        let mut wire = client_frame(0x02, &vec![0; 6_000]);
+        wire.extend(client_frame(0x80, &vec![0; 6_000]));
+        let got = read_through(wire, 1_000, 8_000).await;
+        assert!(matches!(got.last(), Some(Err(e)) if e.contains("Space limit exceeded")), "{got:?}");
+        // Invalid UTF-8 in a long text frame is still refused.
+        let got = read_through(client_frame(0x81, &vec![0xff; 9_000]), 1_000, 1 << 20).await;
+        assert!(matches!(got.last(), Some(Err(_))), "{got:?}");
+        // Unmasked: tungstenite refuses it as before (passed on unchanged).
+        let mut unmasked = vec![0x82, 126, 0x27, 0x10];
+        unmasked.extend(vec![0u8; 10_000]);
+        let got = read_through(unmasked, 1_000, 1 << 20).await;
+        assert!(matches!(got.last(), Some(Err(_))), "{got:?}");
     }
 
     #[test]
