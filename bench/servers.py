@@ -138,14 +138,20 @@ def _daphne(launch: Launch) -> list[str]:  # single process, no --workers; -v 0:
     return [launch.python, "-m", "daphne", "-b", HOST, "-p", str(launch.port), "-v", "0", launch.app]
 
 
-def _nginx(launch: Launch) -> list[str]:
-    """nginx in the foreground with a private config: serves STATIC_ROOT at /static/, nothing else."""
+def _nginx_prefix(launch: Launch) -> tuple[Path, str]:
+    """nginx's private prefix directory for this run, and the config lines that keep its temp files in it."""
     prefix = launch.tmp / f"nginx-{launch.port}"
     prefix.mkdir(parents=True, exist_ok=True)
-    mime = f"include {NGINX_MIME_TYPES};" if NGINX_MIME_TYPES.is_file() else "types { text/css css; }"
     temp_paths = "\n".join(
         f"    {kind}_temp_path {prefix / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
+    return prefix, temp_paths
+
+
+def _nginx(launch: Launch) -> list[str]:
+    """nginx in the foreground with a private config: serves STATIC_ROOT at /static/, nothing else."""
+    prefix, temp_paths = _nginx_prefix(launch)
+    mime = f"include {NGINX_MIME_TYPES};" if NGINX_MIME_TYPES.is_file() else "types { text/css css; }"
     conf = prefix / "nginx.conf"
     conf.write_text(
         f"""daemon off;
@@ -181,11 +187,7 @@ def _nginx_gzip_proxy(launch: Launch) -> list[str]:
     bench/behind.py starts gunicorn, waits for its port, then execs nginx."""
     upstream = free_port()
     backend = _gunicorn("sync")(replace(launch, port=upstream))
-    prefix = launch.tmp / f"nginx-{launch.port}"
-    prefix.mkdir(parents=True, exist_ok=True)
-    temp_paths = "\n".join(
-        f"    {kind}_temp_path {prefix / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
+    prefix, temp_paths = _nginx_prefix(launch)
     conf = prefix / "nginx.conf"
     conf.write_text(
         f"""daemon off;
