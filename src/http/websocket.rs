@@ -674,6 +674,7 @@ pub fn close_frame(code: u16, reason: &str) -> CloseFrame {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::ws_deflate::client_frame;
 
     fn request(headers: &[(&str, &str)]) -> Request<()> {
         let mut b = Request::builder().method(Method::GET).uri("/ws");
@@ -827,26 +828,6 @@ mod tests {
             whole.extend_from_slice(f.payload());
         }
         assert_eq!(whole, text.as_bytes());
-    }
-
-    /// One masked client frame.
-    fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
-        const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-        let mut out = vec![first];
-        match payload.len() {
-            n if n < 126 => out.push(0x80 | n as u8),
-            n if n < 65536 => {
-                out.push(0x80 | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(0x80 | 127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        out.extend_from_slice(&MASK);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
-        out
     }
 
     /// What tungstenite reads from `wire` through LeanIo (with splitting), `chunk` bytes a read.

@@ -446,7 +446,7 @@ mod tests {
     use tokio_tungstenite::tungstenite::{Error, Message};
     use tokio_tungstenite::WebSocketStream;
 
-    const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+    use crate::http::ws_deflate::{client_frame as frame, CLIENT_MASK as MASK};
 
     /// What a client sends: raw deflate, sync-flushed, without the tail.
     fn compress(data: &[u8]) -> Vec<u8> {
@@ -455,25 +455,6 @@ mod tests {
         c.compress_vec(data, &mut out, flate2::FlushCompress::Sync).unwrap();
         assert!(out.ends_with(&TAIL));
         out.truncate(out.len() - 4);
-        out
-    }
-
-    /// One masked client frame.
-    fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
-        let mut out = vec![first];
-        match payload.len() {
-            n if n < 126 => out.push(0x80 | n as u8),
-            n if n < 65536 => {
-                out.push(0x80 | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(0x80 | 127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        out.extend_from_slice(&MASK);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
         out
     }
 

@@ -225,6 +225,31 @@ pub fn answer(headers: &mut HeaderMap, deflate: Option<&Deflate>) {
     }
 }
 
+/// The mask of the test clients' frames.
+#[cfg(test)]
+pub(crate) const CLIENT_MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+/// One masked client frame, its first byte (FIN, RSV, opcode) as given: what the inflater's and
+/// the pump's tests feed in.
+#[cfg(test)]
+pub(crate) fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![first];
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n if n < 65536 => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&CLIENT_MASK);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ CLIENT_MASK[i % 4]));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
