@@ -35,19 +35,25 @@ async def run_http(app: Any, scope: dict[str, Any], proto: Any) -> None:
 
 
 def request_runner(calls: SyncCalls | None) -> Any:
-    """run_http, with HTTP requests' sync_to_async calls on the worker's sync threads
-    (rsgi.sync_calls) when the app uses asgiref."""
+    """What the core calls to start a request's coroutine: run_http, with HTTP requests' sync_to_async
+    calls on the worker's sync threads (rsgi.sync_calls) when the app uses asgiref.
+
+    A plain function choosing the coroutine, not a coroutine that awaits run_http: a websocket (left
+    to asgiref, see rsgi.sync_calls) then runs as run_http itself, without a wrapper's coroutine
+    frame kept for the connection's life."""
     if calls is None:
         return run_http
 
     async def run_http_with_sync_calls(app: Any, scope: dict[str, Any], proto: Any) -> None:
-        if scope["type"] != "http":
-            await run_http(app, scope, proto)
-            return
         with calls.request():
             await run_http(app, scope, proto)
 
-    return run_http_with_sync_calls
+    def start(app: Any, scope: dict[str, Any], proto: Any) -> Any:
+        if scope["type"] == "http":
+            return run_http_with_sync_calls(app, scope, proto)
+        return run_http(app, scope, proto)
+
+    return start
 
 
 def new_loop(kind: str) -> asyncio.AbstractEventLoop:
