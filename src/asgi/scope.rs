@@ -3,17 +3,18 @@
 //! What a scope may share with other scopes of the worker (an idle websocket keeps its scope for
 //! the connection's life, issue #21): only immutable objects. Apps and middleware do write into a
 //! scope's nested dicts, not only into the scope itself: FastAPI/Starlette middleware sets keys in
-//! `scope["extensions"]` (connexion keeps its routing context there), ASGI 2 adapters set
+//! `scope["extensions"]` (connexion passes its routing context there), ASGI 2 adapters set
 //! `scope["asgi"]["version"]`. A dict shared by every scope would carry one request's keys into
 //! all the others (and across concurrent requests), so `asgi`, `extensions` and its per-extension
 //! dicts are new for each scope (~0.5 KB), as uvicorn and Hypercorn build them. Shared instead:
-//! strings (`type`, `scheme`, `http_version`, `method`, `root_path`), the `server` tuple, header
-//! names (`bytes`), and whole `(name, value)` tuples of headers whose values are usually the same
-//! on every connection (`upgrade: websocket`, `sec-websocket-version: 13`, `host`, `user-agent`,
-//! `accept-*`, ...). Tuples and bytes cannot be changed; the `headers` list itself stays per scope.
+//! strings (`type`, `scheme`, `http_version`, `method`, `root_path`, the client's address, a
+//! websocket's `path`), a websocket's `raw_path`, the `server` tuple, header names (`bytes`), and
+//! whole `(name, value)` tuples of headers whose values are usually the same on every connection
+//! (`upgrade: websocket`, `sec-websocket-version: 13`, `host`, `user-agent`, `accept-*`, ...).
+//! Strings, bytes and tuples cannot be changed; the `headers` list itself stays per scope.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 
 use http::header::{HeaderName, HeaderValue};
@@ -31,6 +32,9 @@ const MAX_NAME_LEN: usize = 64;
 const MAX_PAIRS: usize = 1024;
 const MAX_VALUE_LEN: usize = 256;
 const MAX_SERVERS: usize = 16;
+const MAX_CLIENT_IPS: usize = 1024;
+const MAX_PATHS: usize = 256;
+const MAX_PATH_LEN: usize = 128;
 
 /// Headers whose whole `(name, value)` tuple is shared between scopes: values that repeat from
 /// connection to connection. Not cookies, keys or credentials, which differ per client.
@@ -66,6 +70,11 @@ struct Shared {
     pairs: HashMap<HeaderName, HashMap<HeaderValue, Py<PyTuple>>>,
     npairs: usize,
     servers: Vec<(SocketAddr, Py<PyAny>)>,
+    /// The client tuple's address string (the port makes each tuple new).
+    client_ips: HashMap<IpAddr, Py<PyString>>,
+    /// Websocket paths (`path`, `raw_path`), which repeat from connection to connection and are
+    /// kept for its life; an HTTP request's are short-lived and often unique.
+    paths: HashMap<String, (Py<PyString>, Py<PyBytes>)>,
 }
 
 pub struct ScopeBuilder {
@@ -107,18 +116,15 @@ impl ScopeBuilder {
             (_, _, other) => PyString::new(py, other),
         };
         scope.set_item(intern!(py, "scheme"), scheme)?;
-        let raw_path = head.uri.path();
-        let decoded: Vec<u8> = percent_encoding::percent_decode_str(raw_path).collect();
-        // The spec wants the path as text decoded from UTF-8; invalid sequences become U+FFFD
-        // (raw_path keeps the exact bytes for apps that need them).
-        scope.set_item(intern!(py, "path"), String::from_utf8_lossy(&decoded))?;
-        scope.set_item(intern!(py, "raw_path"), PyBytes::new(py, raw_path.as_bytes()))?;
+        let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let (path, raw_path) = shared.path(py, kind == "websocket", head.uri.path());
+        scope.set_item(intern!(py, "path"), path)?;
+        scope.set_item(intern!(py, "raw_path"), raw_path)?;
         let query = head.uri.query().unwrap_or("");
         scope.set_item(intern!(py, "query_string"), PyBytes::new(py, query.as_bytes()))?;
         scope.set_item(intern!(py, "root_path"), self.root_path.bind(py))?;
-        let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
         scope.set_item(intern!(py, "headers"), shared.headers(py, head)?)?;
-        scope.set_item(intern!(py, "client"), address(py, &head.conn.remote)?)?;
+        scope.set_item(intern!(py, "client"), shared.client(py, &head.conn.remote)?)?;
         scope.set_item(intern!(py, "server"), shared.server(py, &head.conn.local)?)?;
         drop(shared);
         if kind == "websocket" {
@@ -189,6 +195,38 @@ impl Shared {
             self.npairs += 1;
         }
         Ok(pair)
+    }
+
+    fn path<'py>(&mut self, py: Python<'py>, cached: bool, raw: &str) -> (Bound<'py, PyString>, Bound<'py, PyBytes>) {
+        if cached {
+            if let Some((path, raw)) = self.paths.get(raw) {
+                return (path.bind(py).clone(), raw.bind(py).clone());
+            }
+        }
+        let decoded: Vec<u8> = percent_encoding::percent_decode_str(raw).collect();
+        // The spec wants the path as text decoded from UTF-8; invalid sequences become U+FFFD
+        // (raw_path keeps the exact bytes for apps that need them).
+        let path = PyString::new(py, &String::from_utf8_lossy(&decoded));
+        let raw_path = PyBytes::new(py, raw.as_bytes());
+        if cached && self.paths.len() < MAX_PATHS && raw.len() <= MAX_PATH_LEN {
+            self.paths.insert(raw.to_owned(), (path.clone().unbind(), raw_path.clone().unbind()));
+        }
+        (path, raw_path)
+    }
+
+    fn client<'py>(&mut self, py: Python<'py>, peer: &Peer) -> PyResult<Bound<'py, PyAny>> {
+        let Peer::Tcp(addr) = peer else { return address(py, peer) };
+        let ip = match self.client_ips.get(&addr.ip()) {
+            Some(ip) => ip.bind(py).clone(),
+            None => {
+                let ip = PyString::new(py, &addr.ip().to_string());
+                if self.client_ips.len() < MAX_CLIENT_IPS {
+                    self.client_ips.insert(addr.ip(), ip.clone().unbind());
+                }
+                ip
+            }
+        };
+        Ok((ip, addr.port()).into_pyobject(py)?.into_any())
     }
 
     fn server<'py>(&mut self, py: Python<'py>, peer: &Peer) -> PyResult<Bound<'py, PyAny>> {

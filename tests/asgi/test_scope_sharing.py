@@ -1,7 +1,7 @@
 """Scopes share only immutable parts (src/asgi/scope.rs): what one request's app writes into its
 scope's nested dicts (`extensions`, `asgi`, the per-extension dicts, the `headers` list) is not
-seen by the next request or websocket, and header tuples shared between scopes still carry each
-request's own values."""
+seen by the next request or websocket, and the parts shared between scopes (header tuples, a
+websocket's path, the client's address) still carry each connection's own values."""
 
 from __future__ import annotations
 
@@ -22,6 +22,9 @@ def mutate(scope):
         "asgi": dict(scope["asgi"]),
         "extensions": {k: dict(v) for k, v in scope["extensions"].items()},
         "headers": [[k.decode(), v.decode()] for k, v in scope["headers"]],
+        "path": scope["path"],
+        "raw_path": scope["raw_path"].decode(),
+        "client": list(scope["client"]),
     }
     scope["asgi"]["version"] = "2.0"
     scope["extensions"]["leaked"] = {}
@@ -56,8 +59,8 @@ def test_one_scope_written_to_leaves_the_others_unchanged(serve: StartServer, tm
             r = client.get("/", headers={"user-agent": agent, "accept": "*/*"})
             assert r.status_code == 200
             seen.append(r.json())
-    for _ in range(2):
-        with connect(f"ws://127.0.0.1:{server.port}/ws", open_timeout=10, user_agent_header="agent-ws") as ws:
+    for path in ("/ws/caf%C3%A9", "/ws/other", "/ws/caf%C3%A9"):
+        with connect(f"ws://127.0.0.1:{server.port}{path}", open_timeout=10, user_agent_header="agent-ws") as ws:
             seen.append(json.loads(ws.recv(timeout=10)))
     for scope in seen:
         assert scope["asgi"] == CLEAN_ASGI
@@ -66,7 +69,15 @@ def test_one_scope_written_to_leaves_the_others_unchanged(serve: StartServer, tm
         assert "x-leaked" not in names
         assert len(names) == len(set(names))
     agents = [dict(scope["headers"])["user-agent"] for scope in seen]
-    assert agents == ["agent-a", "agent-b", "agent-a", "agent-ws", "agent-ws"]
+    assert agents == ["agent-a", "agent-b", "agent-a", "agent-ws", "agent-ws", "agent-ws"]
+    assert [(s["path"], s["raw_path"]) for s in seen[3:]] == [
+        ("/ws/café", "/ws/caf%C3%A9"),
+        ("/ws/other", "/ws/other"),
+        ("/ws/café", "/ws/caf%C3%A9"),
+    ]
+    ws_ports = [s["client"][1] for s in seen[3:]]
+    assert all(s["client"][0] == "127.0.0.1" for s in seen)
+    assert len(set(ws_ports)) == 3, ws_ports
     ws_headers = dict(seen[-1]["headers"])
     assert ws_headers["upgrade"] == "websocket"
     assert ws_headers["sec-websocket-version"] == "13"
