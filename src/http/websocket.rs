@@ -24,7 +24,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use super::ws_deflate::{self, Deflate, WsIo};
+use super::ws_deflate::{self, unmask, Deflate, WsIo};
 use crate::config::ServerConfig;
 use crate::stop::Stop;
 use tokio::sync::watch;
@@ -639,20 +639,6 @@ impl Splitter {
         put(out, head.get(..self.head_len).unwrap_or_default())?;
         self.head_len = 0;
         Ok(())
-    }
-}
-
-/// Unmasks `data`, whose first byte is at `phase` in the 4-byte mask.
-fn unmask(data: &mut [u8], mask: [u8; 4], phase: usize) {
-    let mask: [u8; 4] = std::array::from_fn(|k| mask.get((phase + k) % 4).copied().unwrap_or(0));
-    let word = u32::from_ne_bytes(mask);
-    let mut chunks = data.chunks_exact_mut(4);
-    for c in &mut chunks {
-        let v = u32::from_ne_bytes(c.try_into().unwrap_or_default()) ^ word;
-        c.copy_from_slice(&v.to_ne_bytes());
-    }
-    for (b, m) in chunks.into_remainder().iter_mut().zip(mask) {
-        *b ^= m;
     }
 }
 

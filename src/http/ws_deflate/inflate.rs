@@ -354,8 +354,9 @@ impl Inflate {
     }
 }
 
-/// Unmasks `data`, whose first byte is at `phase` in the 4-byte mask.
-fn unmask(data: &mut [u8], mask: [u8; 4], phase: usize) {
+/// Unmasks `data`, whose first byte is at `phase` in the 4-byte mask (also the pump's re-framing,
+/// `http::websocket`).
+pub(crate) fn unmask(data: &mut [u8], mask: [u8; 4], phase: usize) {
     let mask: [u8; 4] = std::array::from_fn(|k| mask.get((phase + k) % 4).copied().unwrap_or(0));
     let word = u32::from_ne_bytes(mask);
     let mut chunks = data.chunks_exact_mut(4);

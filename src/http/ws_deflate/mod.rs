@@ -16,6 +16,8 @@
 
 mod inflate;
 
+pub(crate) use inflate::unmask;
+
 use std::cell::RefCell;
 
 use bytes::Bytes;
