@@ -661,6 +661,7 @@ pub fn close_frame(code: u16, reason: &str) -> CloseFrame {
 mod tests {
     use super::*;
     use crate::http::ws_deflate::client_frame;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn request(headers: &[(&str, &str)]) -> Request<()> {
         let mut b = Request::builder().method(Method::GET).uri("/ws");
@@ -684,22 +685,28 @@ mod tests {
         assert!(!is_upgrade(&request(&[("upgrade", "h2c"), ("connection", "upgrade")])));
     }
 
-    #[test]
-    fn the_outbox_holds_sixteen_then_senders_wait_in_order() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        let conn = WsConn::new();
+    /// A `send()` hook maker whose hooks count how often a waiting sender was woken.
+    fn counting_hook() -> (Arc<AtomicUsize>, impl Fn() -> Hook) {
         let woken = Arc::new(AtomicUsize::new(0));
-        let hook = || -> Hook {
-            let woken = woken.clone();
+        let counter = woken.clone();
+        let hook = move || -> Hook {
+            let woken = counter.clone();
             Box::new(move || {
                 woken.fetch_add(1, Ordering::SeqCst);
             })
         };
+        (woken, hook)
+    }
+
+    #[test]
+    fn the_outbox_holds_sixteen_then_senders_wait_in_order() {
+        let conn = WsConn::new();
+        let (woken, hook) = counting_hook();
         for i in 0..OUTBOX_LIMIT {
-            assert!(matches!(conn.send(Message::text(i.to_string()), hook), Sent::Queued));
+            assert!(matches!(conn.send(Message::text(i.to_string()), &hook), Sent::Queued));
         }
-        assert!(matches!(conn.send(Message::text("16"), hook), Sent::Waiting));
-        assert!(matches!(conn.send(Message::text("17"), hook), Sent::Waiting));
+        assert!(matches!(conn.send(Message::text("16"), &hook), Sent::Waiting));
+        assert!(matches!(conn.send(Message::text("17"), &hook), Sent::Waiting));
         // The app's last word is dropped while others wait, as it was with a full channel.
         conn.try_send(Message::text("dropped"));
         assert_eq!(woken.load(Ordering::SeqCst), 0);
@@ -714,21 +721,14 @@ mod tests {
 
     #[test]
     fn a_closed_outbox_refuses_and_lets_waiting_senders_go() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
         let conn = WsConn::new();
-        let woken = Arc::new(AtomicUsize::new(0));
-        let hook = || -> Hook {
-            let woken = woken.clone();
-            Box::new(move || {
-                woken.fetch_add(1, Ordering::SeqCst);
-            })
-        };
+        let (woken, hook) = counting_hook();
         for _ in 0..=OUTBOX_LIMIT {
-            conn.send(Message::text("x"), hook);
+            conn.send(Message::text("x"), &hook);
         }
         conn.close_out();
         assert_eq!(woken.load(Ordering::SeqCst), 1);
-        assert!(matches!(conn.send(Message::text("late"), hook), Sent::Closed));
+        assert!(matches!(conn.send(Message::text("late"), &hook), Sent::Closed));
         assert!(conn.pop_out().is_none());
     }
 

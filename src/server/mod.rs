@@ -201,7 +201,7 @@ const ACCEPT_SLACK: u64 = 1;
 /// most `SHARE_WAIT`, while its siblings (woken by the same readiness) take what arrives.
 /// A burst is not the only way in: connections close unevenly, and a worker on a busy CPU can
 /// miss its turn, so an HTTP/1 worker more than two over the mean also hands keep-alive
-/// connections back, one `Connection: close` per response (`http::service::shed`); the client
+/// connections back, one `Connection: close` per response (`http::service::SHED_SLACK`); the client
 /// reconnects and one of the others takes it.
 /// With one worker, or without a scoreboard, this costs nothing. (nginx's accept mutex and
 /// `EPOLLEXCLUSIVE` address the same problem; `SO_REUSEPORT` would spread connections by hash,
