@@ -267,6 +267,11 @@ def measure(srv, count: int, cfg: argparse.Namespace, env: dict, tmp: Path, stat
     port = free_port()
     launch = Launch(cfg.python, port, 1, None, APP_DIR, APP, tmp, static_root, frozenset({"uvloop"}))
     argv = srv.command(launch)
+    if srv.name.startswith("rsgi"):
+        # An open websocket holds its connection's place under --max-connections (10,000 per
+        # worker by default), so one worker holding `count` sockets, and serving /hello beside
+        # them, needs the cap raised; like gunicorn's worker_connections, a production setting.
+        argv += ["--max-connections", str(count + 1000)]
     log_path = tmp / f"{srv.name}-{count}.log"
     row: dict = {"server": srv.name, "sockets": count, "argv": shlex.join(argv)}
     with open(log_path, "w") as log_file:

@@ -135,6 +135,7 @@ mod tests {
             remote: Peer::Tcp(remote.parse().unwrap()),
             local: Peer::Tcp("127.0.0.1:8000".parse().unwrap()),
             scheme: "http",
+            place: None,
         }
     }
 

@@ -157,6 +157,7 @@ mod tests {
             remote: Peer::Tcp(peer.parse().unwrap()),
             local: Peer::Tcp("127.0.0.1:8000".parse().unwrap()),
             scheme: "http",
+            place: None,
         }
     }
 
@@ -246,7 +247,7 @@ mod tests {
         let s = settings(ProxyVersions::Both, "10.0.0.0/8");
         let got = accept(server, conn("192.0.2.1:5000"), &s, Duration::from_secs(5)).await;
         assert_eq!(got.err(), Some(Refused::Untrusted));
-        let unix = ConnInfo { remote: Peer::Unix, local: Peer::Unix, scheme: "http" };
+        let unix = ConnInfo { remote: Peer::Unix, local: Peer::Unix, scheme: "http", place: None };
         let (mut client, server) = tokio::io::duplex(64);
         client.write_all(b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n").await.unwrap();
         let (_, info) = accept(server, unix, &s, Duration::from_secs(5)).await.unwrap();

@@ -20,6 +20,13 @@ pub struct ConnInfo {
     pub local: Peer,
     /// "http" or "https"; the scheme the client used to reach us.
     pub scheme: &'static str,
+    /// The connection's place under `--max-connections`, given back when its last holder drops
+    /// it: the connection's task and, after an upgrade, the websocket's pump, because a
+    /// websocket is still a connection (an open socket and its memory, issue #21); gunicorn's
+    /// `worker_connections` and uvicorn's `--limit-concurrency` count websockets too. One per
+    /// connection: websockets sharing an HTTP/2 connection (RFC 8441) share its place. `None`
+    /// where no cap applies (unit tests).
+    pub place: Option<std::sync::Arc<tokio::sync::OwnedSemaphorePermit>>,
 }
 
 /// The request line and headers, owned so they can cross to the Python thread.

@@ -265,6 +265,7 @@ async fn upgrade(
     let deflate = shared.cfg.ws_per_message_deflate.then(|| ws_deflate::negotiate(req.headers())).flatten();
     let h2 = req.version() == Version::HTTP_2;
     let (parts, _) = req.into_parts();
+    let place = conn.place.clone();
     let head = RequestHead::new(parts, conn);
     let ws = WsConn::new();
     // If this future is dropped before the handshake completes, the app learns the client left.
@@ -291,6 +292,7 @@ async fn upgrade(
             pump_shared.slot.websocket_opened();
             websocket::pump(on_upgrade, ws, &pump_shared.cfg, pump_shared.stop.clone(), deflate).await;
             pump_shared.slot.websocket_closed();
+            drop(place); // the connection's place under --max-connections, held until now
         });
         let mut resp = Response::new(ResponseBody::empty());
         *resp.status_mut() = app.status;

@@ -238,14 +238,15 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, remote, local)) => {
-                let info = ConnInfo { remote, local, scheme: "http" };
+                let info = ConnInfo { remote, local, scheme: "http", place: Some(Arc::new(permit)) };
                 let slot = shared.slot;
                 slot.connection_opened();
                 let fut = conn::serve(stream, info, shared.clone(), builder.clone(), stop.clone());
+                // The permit went into `info`: given back when the connection ends, or when its
+                // websocket does (`ConnInfo::place`).
                 conns.spawn(async move {
                     fut.await;
                     slot.connection_closed();
-                    drop(permit);
                 });
             }
             Err(e) => {

@@ -305,6 +305,28 @@ def test_five_hundred_concurrent_connections_on_one_worker(serve: StartServer) -
     assert asyncio.run(main()) == [f"message {i}" for i in range(n)]
 
 
+def test_open_websockets_count_against_max_connections(serve: StartServer) -> None:
+    """An upgraded connection keeps its place under --max-connections: with the cap taken by two
+    websockets a third client waits in the backlog, and is served once a websocket closes."""
+    server = serve(APP, "--workers", "1", "--max-connections", "2")
+    url = ws_url(server, "/echo")
+    with (
+        ws_connect(url) as first,
+        ws_connect(url) as second,
+        socket.create_connection(("127.0.0.1", server.port), timeout=5) as waiting,
+    ):
+        waiting.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        waiting.settimeout(1.0)
+        with pytest.raises(TimeoutError):  # not accepted: both places are held by the websockets
+            waiting.recv(1)
+        second.send("still served")
+        assert second.recv(timeout=5) == "still served"
+        first.close()
+        # The closed websocket's place goes to the waiting client.
+        answer = read_until_eof(waiting)
+        assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"plain HTTP still works"), answer
+
+
 @pytest.mark.parametrize("how", ["fin", "rst"])
 def test_abrupt_client_disconnect_reaches_the_app(ws_server: Server, marker: Path, how: str) -> None:
     sock, _ = raw_handshake(ws_server.port, f"/echo?marker={marker}")
