@@ -58,7 +58,12 @@ def setting(
 
 @dataclass(frozen=True)
 class Config:
-    app: str = setting("", "The application, as module:attribute (e.g. mysite.wsgi:application).", env=("APP",))
+    app: str = setting(
+        "",
+        "The application, as module:attribute (e.g. mysite.wsgi:application).",
+        env=("APP",),
+        conf=("wsgi_app",),  # gunicorn's name: `gunicorn -c gunicorn.conf.py` with no app argument
+    )
     config: str = setting("", "Python config file (gunicorn.conf.py style).", ("-c", "--config"))
 
     # Where to listen
@@ -192,8 +197,9 @@ class Config:
     )
     max_connections: int = setting(
         10000,
-        "Concurrent connections per worker; more wait in the backlog.",
+        "Concurrent connections per worker, open websockets included; more wait in the backlog.",
         ("--max-connections", "--worker-connections"),
+        conf=("worker_connections",),
     )
     ws: str = setting(
         "auto",
@@ -334,7 +340,9 @@ class Config:
     user: str = setting("", "Workers switch to this user (name or uid) after the sockets are bound.", ("-u", "--user"))
     group: str = setting("", "Workers switch to this group (name or gid).", ("-g", "--group"))
     umask: str = setting("", "File mode creation mask, octal (e.g. 027).", ("-m", "--umask"))
-    pid: str = setting("", "Write the supervisor's pid to this file (removed at exit).", ("-p", "--pid"))
+    pid: str = setting(
+        "", "Write the supervisor's pid to this file (removed at exit).", ("-p", "--pid"), conf=("pidfile",)
+    )
 
     # Lifecycle and logging
     log_config: str = setting(
