@@ -336,18 +336,19 @@ def test_unknown_config_file_settings_are_warned_about(tmp_path: Path) -> None:
 def test_gunicorn_names_for_the_app_pid_file_and_worker_connections(tmp_path: Path) -> None:
     """gunicorn.conf.py spells these `wsgi_app`, `pidfile` and `worker_connections` (its flags:
     the app argument, `--pid`, `--worker-connections`); a file using them needs no edit."""
+    pid = tmp_path / "gunicorn.pid"
     conf = write(
         tmp_path / "gunicorn.conf.py",
         f"""\
         wsgi_app = "{APP}"
-        pidfile = "{tmp_path / 'gunicorn.pid'}"
+        pidfile = "{pid}"
         worker_class = "gevent"
         worker_connections = 1000
         """,
     )
     settings, stderr = check_config("-c", str(conf))  # no app argument: the file names it
     assert settings["app"] == APP
-    assert settings["pid"] == str(tmp_path / "gunicorn.pid")
+    assert settings["pid"] == str(pid)
     assert settings["max_connections"] == 1000
     assert warnings_in(stderr) == [], stderr
     # The command line still wins over the file.
