@@ -52,6 +52,9 @@ pub struct ServerConfig {
     pub server_header: bool,
     /// Send a `Date` header (hyper's cached one).
     pub date_header: bool,
+    /// `--header NAME:VALUE` (uvicorn's): added to every response that lacks that header.
+    #[pyo3(from_py_with = header_list)]
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// `--ws none` turns this off: upgrade requests then reach the app as plain HTTP requests.
     pub websockets: bool,
     /// Largest WebSocket message (and frame) accepted; bigger ones close the socket with 1009.
@@ -232,6 +235,18 @@ fn optional_seconds(ob: &Bound<'_, PyAny>) -> PyResult<Option<Duration>> {
         return Ok(None);
     }
     seconds(ob).map(Some)
+}
+
+fn header_list(ob: &Bound<'_, PyAny>) -> PyResult<Vec<(http::HeaderName, http::HeaderValue)>> {
+    let pairs: Vec<(String, String)> = ob.extract()?;
+    pairs
+        .into_iter()
+        .map(|(name, value)| {
+            let bad = |what: &str| PyValueError::new_err(format!("header {name:?}: not a valid {what}"));
+            let name_ok = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad("name"))?;
+            Ok((name_ok, http::HeaderValue::from_str(&value).map_err(|_| bad("value"))?))
+        })
+        .collect()
 }
 
 fn unlimited_if_none(ob: &Bound<'_, PyAny>) -> PyResult<usize> {

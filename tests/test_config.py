@@ -322,14 +322,18 @@ def test_unknown_config_file_settings_are_warned_about(tmp_path: Path) -> None:
         workers = 2
         statsd_host = "localhost:8125"
         worker_tmp_dir = "/dev/shm"
+        max_worker_memroy = 400
         """,
     )
     settings, stderr = check_config(APP, "-c", str(conf))
     assert settings["workers"] == 2
     warned = warnings_in(stderr)
-    assert len(warned) == 2, stderr
-    for name in ("statsd_host", "worker_tmp_dir"):
-        assert sum(f"setting {name!r} is not supported by rsgi and is ignored" in w for w in warned) == 1, stderr
+    assert len(warned) == 3, stderr
+    # gunicorn's own settings that rsgi has no use for: named, with why.
+    for name, why in (("statsd_host", "Prometheus"), ("worker_tmp_dir", "shared memory")):
+        assert sum(f"setting {name!r} has no effect in rsgi: " in w and why in w for w in warned) == 1, stderr
+    # A name neither server knows (a typo): said to be ignored.
+    assert sum("setting 'max_worker_memroy' is not supported by rsgi and is ignored" in w for w in warned) == 1
     assert all(str(conf) in w for w in warned)
 
 

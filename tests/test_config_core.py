@@ -40,6 +40,7 @@ CONTRACT: dict[str, Any] = {
     "max_connections": "int",
     "server_header": "bool",
     "date_header": "bool",
+    "headers": "tuple[tuple[str, str], ...]",
     "websockets": "bool",
     "ws_max_size": "int",
     "ws_ping_interval": "float",

@@ -17,18 +17,10 @@ def run(app: str, **settings: Any) -> int:
     """Serve ``app`` ("module:attribute") with settings named as uvicorn's `run()` names them
     where they exist (host, port, workers, log_level, ...). Blocks until the server stops and
     returns its exit code."""
-    from .config import FIELDS, build, parse_value
+    from .config import build
     from .supervisor import Supervisor
 
-    # Every spelling a flag has is a keyword: --timeout-keep-alive is timeout_keep_alive.
-    names = {flag.lstrip("-").replace("-", "_"): f.name for f in FIELDS.values() for flag in f.metadata["flags"]}
-    names.update({name: name for name in FIELDS})
-    flags: dict[str, Any] = {"app": app}
-    for key, value in settings.items():
-        if key not in names:
-            raise TypeError(f"run() got an unknown setting {key!r}")
-        f = FIELDS[names[key]]
-        flags[f.name] = value if f.name == "bind" and isinstance(value, list) else parse_value(f, value)
+    flags = run_flags(app, settings)
     from . import hooks
 
     def reread() -> Any:
@@ -38,3 +30,40 @@ def run(app: str, **settings: Any) -> int:
         return cfg
 
     return Supervisor(reread(), reread=reread).run()
+
+
+def run_flags(app: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """`run()`'s keywords as settings. Every keyword of uvicorn.run() is taken: as the setting it
+    names, or, for those rsgi has no use for (use_colors=...), warned about as their flags are.
+    None is uvicorn's "not set" (log_config=None, ssl_keyfile=None)."""
+    from .config import FIELDS, parse_value
+    from .config.foreign import by_name as foreign_by_name
+    from .config.foreign import check as check_foreign
+    from .logs import warn_early
+
+    # Every spelling a flag has is a keyword: --timeout-keep-alive is timeout_keep_alive; and
+    # uvicorn's plural of a repeatable one: reload_includes is --reload-include.
+    names = {flag.lstrip("-").replace("-", "_"): f.name for f in FIELDS.values() for flag in f.metadata["flags"]}
+    names.update({f"{key}s": name for key, name in list(names.items()) if FIELDS[name].type.startswith("list")})
+    names.update({name: name for name in FIELDS})
+    flags: dict[str, Any] = {"app": app}
+    foreign = foreign_by_name()
+    for key, value in settings.items():
+        if value is None:
+            continue
+        if key in foreign:
+            check_foreign([(foreign[key], f"run({key}=...)")], warn_early)
+            continue
+        if key not in names:
+            raise TypeError(f"run() got an unknown setting {key!r}")
+        f = FIELDS[names[key]]
+        if f.name == "log_config" and not isinstance(value, str):
+            warn_early(
+                "run(log_config=...) has no effect in rsgi: it takes a file (.json, .yaml or .ini), "
+                f"not a {type(value).__name__}"
+            )
+            continue
+        if f.name == "headers":  # uvicorn.run(headers=[("name", "value")]): its pairs as NAME:VALUE
+            value = [f"{h[0]}:{h[1]}" if isinstance(h, tuple | list) else h for h in value]
+        flags[f.name] = value if f.name == "bind" and isinstance(value, list) else parse_value(f, value)
+    return flags

@@ -49,6 +49,8 @@ def boot(cfg: Config, collector: Callable[[], metrics.Collector], successor: upg
     when a USR2 started this supervisor (the sockets then come from the one it replaces)."""
     try:
         logs.setup(cfg.log_level, cfg.error_log, cfg.log_config, cfg.log_format)
+        if cfg.capture_output and cfg.error_log not in ("", "-"):
+            logs.capture_output(cfg.error_log)
     except Exception as e:
         logs.warn_early(f"--log-config {cfg.log_config}: {e}")
         raise BootFailed(2) from e

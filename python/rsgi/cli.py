@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import shlex
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from . import __version__
 from .config import FIELDS, Config, ConfigError, build, core_items, env_names, parse_value
+from .config.foreign import FOREIGN, PROTOCOL_FLAG, Foreign, check_protocol
+from .config.foreign import check as check_foreign
 
 SUPPRESS = argparse.SUPPRESS
 
@@ -20,11 +24,15 @@ def parser() -> argparse.ArgumentParser:
         description="Serve a WSGI or ASGI app. Every option can also be set as RSGI_<OPTION> in the environment "
         "or in a gunicorn-style config file (-c).",
         argument_default=SUPPRESS,
+        # No abbreviations: with gunicorn's and uvicorn's options beside rsgi's, a prefix could
+        # silently mean another option (uvicorn's --header was once taken as --header-map).
+        allow_abbrev=False,
     )
     p.add_argument("app", nargs="?", metavar="APP", help="module:attribute, e.g. mysite.wsgi:application")
     p.add_argument("--version", action="version", version=f"rsgi {__version__}")
     p.add_argument(
         "--check-config",
+        "--print-config",
         action="store_true",
         help="Print the effective settings, then the core view (core.*: what the Rust core will use), and exit.",
     )
@@ -35,7 +43,10 @@ def parser() -> argparse.ArgumentParser:
         envs = ", ".join(env_names(f))
         text = f"{f.metadata['help']} [env: {envs}]"
         if f.type == "bool":
-            p.add_argument(*flags, dest=f.name, action="store_true", help=text)
+            if f.metadata["const"] is not None:  # uvicorn's style: the flag alone, or with true/false
+                p.add_argument(*flags, dest=f.name, nargs="?", const=f.metadata["const"], metavar="BOOL", help=text)
+            else:
+                p.add_argument(*flags, dest=f.name, action="store_true", help=text)
             if f.metadata["negative"]:
                 p.add_argument(f.metadata["negative"], dest=f.name, action="store_false", help=SUPPRESS)
             continue
@@ -50,7 +61,25 @@ def parser() -> argparse.ArgumentParser:
         if f.type.startswith("list"):
             kwargs["action"] = "append"
         p.add_argument(*flags, **kwargs)
+    foreign = p.add_argument_group(
+        "gunicorn's and uvicorn's options with no effect in rsgi",
+        "Accepted so that their command lines start rsgi unchanged; each one given is warned about, with why.",
+    )
+    for opt in FOREIGN:
+        for i, flag in enumerate(opt.flags):
+            dest = f"{FOREIGN_DEST}{opt.name}:{i}"
+            text = f"refused: {opt.why}" if opt.refuse else opt.why
+            if not opt.takes_value:
+                foreign.add_argument(flag, dest=dest, action="store_true", help=text)
+            else:
+                foreign.add_argument(flag, dest=dest, action="append" if opt.repeatable else "store", help=text)
+    foreign.add_argument(PROTOCOL_FLAG, dest=PROTOCOL_DEST, help="http only (gunicorn's default)")
     return p
+
+
+# argparse destinations of the foreign options: "__foreign__<name>:<index of the flag>".
+FOREIGN_DEST = "__foreign__"
+PROTOCOL_DEST = "__protocol__"
 
 
 def _show(default: Any) -> str:
@@ -59,8 +88,23 @@ def _show(default: Any) -> str:
 
 def parse(argv: Sequence[str] | None = None) -> tuple[dict[str, Any], bool]:
     """Flags given on the command line (only those), converted to field types."""
+    flags, check, _ = parse_all(argv)
+    return flags, check
+
+
+def parse_all(argv: Sequence[str] | None = None) -> tuple[dict[str, Any], bool, list[tuple[Foreign, str]]]:
+    """`parse`, and the foreign options given (each with the flag as written). --protocol with
+    anything but http is a ConfigError here."""
     ns = vars(parser().parse_args(argv))
     check = ns.pop("check_config", False)
+    if PROTOCOL_DEST in ns:
+        check_protocol(ns.pop(PROTOCOL_DEST))
+    named = {f.name: f for f in FOREIGN}
+    given: list[tuple[Foreign, str]] = []
+    for key in [k for k in ns if k.startswith(FOREIGN_DEST)]:
+        ns.pop(key)
+        name, _, index = key[len(FOREIGN_DEST) :].partition(":")
+        given.append((named[name], named[name].flags[int(index)]))
     for f in FIELDS.values():
         # `rsgi --proxy-protocol mysite.wsgi:application`: a flag whose value is optional took the app.
         raw, const = ns.get(f.name), f.metadata["const"]
@@ -75,7 +119,7 @@ def parse(argv: Sequence[str] | None = None) -> tuple[dict[str, Any], bool]:
             flags[name] = [v for item in raw for v in parse_value(f, item)]
         else:
             flags[name] = parse_value(f, raw)
-    return flags, check
+    return flags, check, given
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -83,7 +127,13 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     found: dict[str, Any] = {}
     try:
-        flags, check = parse(argv)
+        flags, check, given = parse_all(argv)
+        # gunicorn's GUNICORN_CMD_ARGS, read as gunicorn reads it: as options placed before the
+        # command line's (which win), over the config file and the environment.
+        if os.environ.get("GUNICORN_CMD_ARGS"):
+            env_flags, _, env_given = parse_all(shlex.split(os.environ["GUNICORN_CMD_ARGS"]))
+            flags, given = {**env_flags, **flags}, env_given + given
+        check_foreign(given, warn_early)
         cfg = build(flags, warn=warn_early, hooks=found)
     except ConfigError as e:
         print(f"rsgi: error: {e}", file=sys.stderr)
@@ -96,6 +146,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     from . import hooks
     from .supervisor import Supervisor
 
+    if cfg.daemon:
+        from .daemon import daemonize
+
+        daemonize(cfg.enable_stdio_inheritance)
     hooks.install(found)
     sys.exit(Supervisor(cfg, reread=lambda: reread(flags)).run())
 

@@ -15,12 +15,17 @@ class AppLoadError(Exception):
 
 
 def prepare_path(cfg: Config) -> None:
-    """Apply --chdir and make the working directory importable, as gunicorn does."""
+    """Apply --chdir and make the working directory importable, as gunicorn does; --pythonpath
+    directories come first (relative ones from the working directory)."""
     if cfg.chdir:
         os.chdir(cfg.chdir)
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
+    for directory in reversed(cfg.pythonpath):
+        path = os.path.abspath(directory)
+        if path not in sys.path:
+            sys.path.insert(0, path)
 
 
 def load(cfg: Config, target: str = "") -> Any:

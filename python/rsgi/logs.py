@@ -99,6 +99,26 @@ def setup(level: str, error_log: str = "-", config_file: str = "", log_format: s
     root.setLevel(lvl)
 
 
+# --capture-output: the error log file that fds 1 and 2 point at (reopened with the handlers).
+_captured: str = ""
+
+
+def capture_output(path: str) -> None:
+    """--capture-output: this process's stdout and stderr (fds 1 and 2, which the workers
+    inherit) write into the error log file, as gunicorn's setting does. Python's own
+    `sys.stdout` stays block-buffered to a file: set PYTHONUNBUFFERED for prints to show at once."""
+    global _captured
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+    finally:
+        os.close(fd)
+    _captured = path
+
+
 def forward_core_logs() -> None:
     """In a worker, before the core starts: a thread that hands the Rust core's log records to
     `logging`, so the core's own (tokio) threads never wait for the GIL to log."""
@@ -132,6 +152,8 @@ def reopen_files() -> None:
                 h.stream = h._open()
             finally:
                 h.release()
+    if _captured:
+        capture_output(_captured)
 
 
 def load_config_file(path: str) -> None:

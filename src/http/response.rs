@@ -2,7 +2,7 @@
 //! (400/413/414/431/500/503) and the headers rsgi adds (`Server`). Never touches Python.
 
 use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, SERVER};
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 use http::{Response, StatusCode};
 
 use super::body::ResponseBody;
@@ -42,8 +42,14 @@ pub fn set_length(headers: &mut HeaderMap, len: usize) {
     headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
 }
 
-/// Adds the headers the server owns, unless the app already set them or they are turned off.
-pub fn finish(resp: &mut Response<ResponseBody>, server_header: bool) {
+/// Adds the `--header` defaults and the headers the server owns, each unless the response
+/// already has it (or it is turned off): a `--header server:NAME` therefore replaces ours.
+pub fn finish(resp: &mut Response<ResponseBody>, server_header: bool, defaults: &[(HeaderName, HeaderValue)]) {
+    for (name, value) in defaults {
+        if !resp.headers().contains_key(name) {
+            resp.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
     if server_header && !resp.headers().contains_key(SERVER) {
         resp.headers_mut().insert(SERVER, SERVER_NAME);
     }
@@ -93,14 +99,29 @@ mod tests {
     #[test]
     fn server_header_is_added_unless_set_or_disabled() {
         let mut r = plain(StatusCode::OK, false);
-        finish(&mut r, true);
+        finish(&mut r, true, &[]);
         assert_eq!(r.headers()[SERVER], "rsgi");
         let mut r = plain(StatusCode::OK, false);
         r.headers_mut().insert(SERVER, HeaderValue::from_static("app"));
-        finish(&mut r, true);
+        finish(&mut r, true, &[]);
         assert_eq!(r.headers()[SERVER], "app");
         let mut r = plain(StatusCode::OK, false);
-        finish(&mut r, false);
+        finish(&mut r, false, &[]);
         assert!(!r.headers().contains_key(SERVER));
+    }
+
+    #[test]
+    fn default_headers_fill_what_the_response_lacks_and_may_name_the_server() {
+        let defaults = [
+            (HeaderName::from_static("x-frame-options"), HeaderValue::from_static("DENY")),
+            (CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (SERVER, HeaderValue::from_static("edge")),
+        ];
+        let mut r = plain(StatusCode::OK, false);
+        finish(&mut r, true, &defaults);
+        assert_eq!(r.headers()["x-frame-options"], "DENY");
+        assert_eq!(r.headers()[CONTENT_TYPE], "text/plain; charset=utf-8", "the response's own header wins");
+        assert_eq!(r.headers()[SERVER], "edge", "--header server:NAME replaces rsgi's");
+        assert_eq!(r.headers().get_all(SERVER).iter().count(), 1);
     }
 }

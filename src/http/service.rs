@@ -346,7 +346,7 @@ fn health(shared: &Shared) -> Response<ResponseBody> {
 }
 
 fn finish(mut resp: Response<ResponseBody>, shared: &Shared) -> Response<ResponseBody> {
-    response::finish(&mut resp, shared.cfg.server_header);
+    response::finish(&mut resp, shared.cfg.server_header, &shared.cfg.headers);
     if shared.leaving.load(Ordering::Relaxed) {
         resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
     }

@@ -127,6 +127,7 @@ class CoreConfig:
     max_connections: int  # >= 1
     server_header: bool
     date_header: bool
+    headers: tuple[tuple[str, str], ...]  # --header NAME:VALUE, split and stripped
     websockets: bool  # False with --ws none
     ws_max_size: int
     ws_ping_interval: float  # >= 0.001
@@ -173,6 +174,7 @@ def core_view(cfg: Config) -> CoreConfig:
         max_connections=max(1, _count(cfg, "max_connections")),
         server_header=bool(cfg.server_header),
         date_header=bool(cfg.date_header),
+        headers=tuple(_header(h) for h in cfg.headers),
         websockets=cfg.ws.lower() != "none",
         ws_max_size=_count(cfg, "ws_max_size"),
         ws_ping_interval=max(0.001, _seconds(cfg, "ws_ping_interval")),
@@ -194,6 +196,21 @@ def core_view(cfg: Config) -> CoreConfig:
         limit_rate=_limit_rate(cfg),
         compress=_compress(cfg),
     )
+
+
+# RFC 9110: a field name is a token; a value is visible ASCII, spaces and tabs, or obs-text.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+
+
+def _header(item: str) -> tuple[str, str]:
+    """uvicorn's NAME:VALUE (the value may hold colons), checked here so that a bad one is a
+    startup error (exit 2), not a worker that cannot start."""
+    name, sep, value = item.partition(":")
+    name, value = name.strip(), value.strip()
+    if not sep or not _TOKEN.fullmatch(name) or not _VALUE.fullmatch(value):
+        raise ConfigError(f"header {item!r}: expected NAME:VALUE, a token and a value without control characters")
+    return name, value
 
 
 def core_items(core: CoreConfig) -> list[tuple[str, object]]:

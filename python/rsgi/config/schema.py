@@ -37,9 +37,12 @@ def setting(
     metavar: str | None = None,
     pending: bool = False,
     const: str | None = None,
+    split: bool = True,
 ) -> Any:
     """Declare a Config field. ``env``/``conf`` list extra names besides ``RSGI_<NAME>``/``<name>``;
-    with ``const`` the flag may be given without a value, which then means ``const``."""
+    with ``const`` the flag may be given without a value, which then means ``const``. A list's
+    string value (a flag, a variable) is split at commas and spaces unless ``split`` is False:
+    then each flag is one item, whole."""
     meta = {
         "help": help,
         "flags": tuple(flags),
@@ -50,6 +53,7 @@ def setting(
         "metavar": metavar,
         "pending": pending,
         "const": const,
+        "split": split,
     }
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
@@ -120,20 +124,32 @@ class Config:
         False, "Import the app once in the supervisor, then fork workers.", ("--preload",), conf=("preload_app",)
     )
     chdir: str = setting("", "Change to this directory before importing the app.", ("--chdir", "--app-dir"))
+    pythonpath: list[str] = setting(
+        [],
+        "Directories put first on sys.path before the app is imported (comma-separated; gunicorn's --pythonpath).",
+        ("--pythonpath",),
+        conf=("pythonpath",),
+    )
     interface: str = setting(
         "auto",
-        "Interface of the app; auto detects it from the callable.",
+        "Interface of the app; auto detects it from the callable (uvicorn's asgi3 and asgi2 mean asgi: an ASGI 2 "
+        "app is detected and adapted).",
         ("--interface",),
-        choices=("auto", "wsgi", "asgi"),
+        choices=("auto", "wsgi", "asgi", "asgi3", "asgi2"),
     )
     lifespan: str = setting(
         "auto",
         "ASGI lifespan protocol: auto runs it if the app supports it.",
-        ("--lifespan",),
+        ("--lifespan", "--asgi-lifespan"),
+        conf=("asgi_lifespan",),
         choices=("auto", "on", "off"),
     )
     loop: str = setting(
-        "auto", "ASGI event loop: auto uses uvloop when installed.", ("--loop",), choices=("auto", "asyncio", "uvloop")
+        "auto",
+        "ASGI event loop: auto uses uvloop when installed.",
+        ("--loop", "--asgi-loop"),
+        conf=("asgi_loop",),
+        choices=("auto", "asyncio", "uvloop"),
     )
     switch_interval: float = setting(
         0.0,
@@ -208,7 +224,10 @@ class Config:
         ("--ws",),
     )
     ws_max_size: int = setting(
-        16 * MIB, "Largest WebSocket message in bytes (closed with 1009 above).", ("--ws-max-size",)
+        16 * MIB,
+        "Largest WebSocket message in bytes (closed with 1009 above).",
+        ("--ws-max-size", "--websocket-max-message-size"),
+        conf=("websocket_max_message_size",),
     )
     ws_ping_interval: float = setting(20.0, "Seconds between pings on an idle WebSocket.", ("--ws-ping-interval",))
     ws_ping_timeout: float = setting(
@@ -217,10 +236,12 @@ class Config:
     ws_per_message_deflate: bool = setting(
         True,
         "Compress WebSocket messages (permessage-deflate, RFC 7692) when the client offers it, as browsers do; "
-        "without context takeover, so an idle socket keeps no compression state (uvicorn's flag takes a value: "
-        "--ws-per-message-deflate false is --no-ws-per-message-deflate here).",
+        "without context takeover, so an idle socket keeps no compression state. As uvicorn's, the flag may "
+        "take a value: --ws-per-message-deflate false is --no-ws-per-message-deflate.",
         ("--ws-per-message-deflate",),
         negative="--no-ws-per-message-deflate",
+        const="true",
+        choices=("true", "false", "1", "0", "yes", "no", "on", "off"),
     )
     limit_concurrency: int = setting(
         0,
@@ -308,13 +329,21 @@ class Config:
     )
     server_header: bool = setting(True, "Send 'Server: rsgi'.", ("--server-header",), negative="--no-server-header")
     date_header: bool = setting(True, "Send a Date header.", ("--date-header",), negative="--no-date-header")
+    headers: list[str] = setting(
+        [],
+        "A header added to every response that lacks it, as NAME:VALUE (uvicorn's --header). Repeatable; "
+        "--header server:NAME replaces 'Server: rsgi'.",
+        ("--header",),
+        metavar="NAME:VALUE",
+        split=False,
+    )
 
     # Recycling and watchdog (read by the supervisor from the shared scoreboard)
     timeout: float = setting(
         30.0,
         "Kill a worker busy with one request for longer than this (for ASGI: an event loop blocked this long); "
         "0 disables.",
-        ("-t", "--timeout"),
+        ("-t", "--timeout", "--timeout-worker-healthcheck"),
     )
     max_requests: int = setting(
         0,
@@ -343,15 +372,37 @@ class Config:
     pid: str = setting(
         "", "Write the supervisor's pid to this file (removed at exit).", ("-p", "--pid"), conf=("pidfile",)
     )
+    daemon: bool = setting(
+        False,
+        "Detach from the terminal and run in the background (gunicorn's; for init scripts and systemd "
+        "Type=forking units, with --pid). Under systemd, Docker or Kubernetes run in the foreground instead.",
+        ("-D", "--daemon"),
+    )
+    enable_stdio_inheritance: bool = setting(
+        False,
+        "With --daemon, keep stdout and stderr (they are /dev/null otherwise).",
+        ("-R", "--enable-stdio-inheritance"),
+    )
+    capture_output: bool = setting(
+        False,
+        "Send the processes' stdout and stderr (the app's print()s, a C extension's messages) into the "
+        "--error-logfile file.",
+        ("--capture-output",),
+    )
 
     # Lifecycle and logging
     log_config: str = setting(
         "",
         "Logging config file: dictConfig as .json/.yaml, or fileConfig .ini; replaces rsgi's own setup.",
-        ("--log-config",),
+        ("--log-config", "--log-config-json"),
+        conf=("logconfig", "logconfig_json"),
     )
     env: list[str] = setting(
-        [], "KEY=VALUE set in the environment before the app loads. Repeatable.", ("-e", "--env"), conf=("raw_env",)
+        [],
+        "KEY=VALUE set in the environment before the app loads. Repeatable.",
+        ("-e", "--env"),
+        conf=("raw_env",),
+        split=False,
     )
     env_file: str = setting(
         "",
@@ -365,7 +416,7 @@ class Config:
     reload_dirs: list[str] = setting(
         [],
         "Directories --reload watches (default: the app's directory).",
-        ("--reload-dir",),
+        ("--reload-dir", "--reload-extra-file"),
         conf=("reload_extra_files",),
     )
     reload_include: list[str] = setting(
@@ -447,7 +498,10 @@ class Config:
         choices=("auto", "1", "2", "h11", "httptools"),
     )
     h2_max_concurrent_streams: int = setting(
-        100, "HTTP/2 streams one client may have open at once.", ("--h2-max-concurrent-streams",)
+        100,
+        "HTTP/2 streams one client may have open at once.",
+        ("--h2-max-concurrent-streams", "--http2-max-concurrent-streams"),
+        conf=("http2_max_concurrent_streams",),
     )
     # TLS (rustls; TLS 1.2 and 1.3)
     certfile: str = setting(
@@ -548,7 +602,7 @@ class Config:
         if self.wsgi:
             return "dual"
         if self.interface != "auto":
-            return self.interface
+            return "asgi" if self.interface.startswith("asgi") else self.interface
         wc = self.worker_class.lower()
         if "uvicorn" in wc or wc in ("asgi",):
             return "asgi"

@@ -16,6 +16,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .errors import ConfigError
+from .foreign import by_name as foreign_by_name
+from .foreign import check as check_foreign
+from .foreign import check_protocol
 from .schema import FIELDS, Config
 
 __all__ = [
@@ -47,6 +50,8 @@ def parse_value(f: dataclasses.Field[Any], raw: Any) -> Any:
     kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
     try:
         if kind.startswith("list"):
+            if isinstance(raw, str) and not f.metadata.get("split", True):
+                return [raw.strip()] if raw.strip() else []  # one item per flag: values may hold spaces
             if isinstance(raw, str):
                 return [p.strip() for p in raw.replace(",", " ").split() if p.strip()]
             return [str(x) for x in raw]
@@ -77,12 +82,40 @@ def env_names(f: dataclasses.Field[Any]) -> tuple[str, ...]:
 
 
 def from_env(environ: Mapping[str, str]) -> dict[str, Any]:
-    """Settings given through the environment. ``RSGI_*`` wins over the conventional names."""
+    """Settings given through the environment: the conventional names (``PORT``,
+    ``WEB_CONCURRENCY``), then uvicorn's ``UVICORN_*``, then ``RSGI_*``, each winning over the one
+    before."""
     out: dict[str, Any] = {}
     for f in FIELDS.values():
-        for name in reversed(env_names(f)):
+        for name in reversed(env_names(f)[1:]):
             if environ.get(name):
                 out[f.name] = parse_value(f, environ[name])
+    out.update(from_uvicorn_env(environ))
+    for f in FIELDS.values():
+        if environ.get(env_names(f)[0]):
+            out[f.name] = parse_value(f, environ[env_names(f)[0]])
+    return out
+
+
+def from_uvicorn_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    """uvicorn reads every option from ``UVICORN_<OPTION>`` (click's names: ``UVICORN_HOST``,
+    ``UVICORN_WORKERS``, ``UVICORN_RELOAD_DIRS``, ``UVICORN_APP``, ``UVICORN_PROXY_HEADERS=false``);
+    so does rsgi, for each option the two share. uvicorn's options rsgi has no use for are
+    ignored here as uvicorn ignores names it does not know."""
+    by_flag = {flag: f for f in FIELDS.values() for flag in f.metadata["flags"]}
+    out: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith("UVICORN_") or not raw:
+            continue
+        option = key[len("UVICORN_") :].lower()
+        if option == "app":
+            out["app"] = raw
+            continue
+        flag = "--" + option.replace("_", "-")
+        # click names a repeatable option in the plural: reload_dirs is --reload-dir.
+        f = by_flag.get(flag) or (by_flag.get(flag[:-1]) if flag.endswith("s") else None)
+        if f is not None:
+            out[f.name] = parse_value(f, raw)
     return out
 
 
@@ -98,7 +131,7 @@ def from_file(
         namespace = runpy.run_path(path)
     except Exception as e:
         raise ConfigError(f"config file {path!r} failed to run: {type(e).__name__}: {e}") from e
-    by_conf = _by_conf()
+    by_conf, foreign = _by_conf(), foreign_by_name()
     out: dict[str, Any] = {}
     for key, value in namespace.items():
         if key in GUNICORN_HOOKS and callable(value):
@@ -107,11 +140,17 @@ def from_file(
             else:
                 warn(f"config file {path}: server hook {key}() is not supported by rsgi here and is not called")
             continue
-        if key.startswith("_") or callable(value) or isinstance(value, type(os)):
+        # None is gunicorn's "unset" (config templates list every setting with its default).
+        if key.startswith("_") or callable(value) or isinstance(value, type(os)) or value is None:
             continue
         f = by_conf.get(key)
         if f is None:
-            warn(f"config file {path}: setting {key!r} is not supported by rsgi and is ignored")
+            if key == "protocol":
+                check_protocol(str(value))
+            elif key in foreign:
+                check_foreign([(foreign[key], f"setting {key!r}")], lambda m: warn(f"config file {path}: {m}"))
+            else:
+                warn(f"config file {path}: setting {key!r} is not supported by rsgi and is ignored")
             continue
         out[f.name] = parse_value(f, value)
     return out
