@@ -205,6 +205,36 @@ def test_uvicorn_environment_variables_are_read_under_rsgis_own() -> None:
     assert build({"app": APP}, environ={"UVICORN_WORKERS": "3", "WEB_CONCURRENCY": "5"}).workers == 3
 
 
+def check_in(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rsgi", APP, *args, "--check-config"],
+        cwd=cwd,
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_gunicorn_conf_py_in_the_starting_directory_is_read_without_c(tmp_path: Path) -> None:
+    (tmp_path / "gunicorn.conf.py").write_text("workers = 3\n")
+    proc = check_in(tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert setting(proc.stdout, "config") == repr(str(tmp_path / "gunicorn.conf.py"))
+    assert setting(proc.stdout, "workers") == "3"
+    (tmp_path / "other.py").write_text("workers = 5\n")
+    assert setting(check_in(tmp_path, "-c", "other.py").stdout, "workers") == "5"  # -c names another
+
+
+def test_config_as_a_python_module(tmp_path: Path) -> None:
+    (tmp_path / "deploy_settings.py").write_text("workers = 4\nkeepalive = 9\n")
+    proc = check_in(tmp_path, "-c", "python:deploy_settings")
+    assert proc.returncode == 0, proc.stderr
+    assert (setting(proc.stdout, "workers"), setting(proc.stdout, "keepalive")) == ("4", "9.0")
+    missing = check_in(tmp_path, "-c", "python:no_such_module")
+    assert missing.returncode == 2 and "No module named 'no_such_module'" in missing.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [

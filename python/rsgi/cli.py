@@ -134,6 +134,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             env_flags, _, env_given = parse_all(shlex.split(os.environ["GUNICORN_CMD_ARGS"]))
             flags, given = {**env_flags, **flags}, env_given + given
         check_foreign(given, warn_early)
+        flags = with_default_config_file(flags)
         cfg = build(flags, warn=warn_early, hooks=found)
     except ConfigError as e:
         print(f"rsgi: error: {e}", file=sys.stderr)
@@ -152,6 +153,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         daemonize(cfg.enable_stdio_inheritance)
     hooks.install(found)
     sys.exit(Supervisor(cfg, reread=lambda: reread(flags)).run())
+
+
+# gunicorn reads this file from the directory it starts in when no config file is named.
+DEFAULT_CONFIG_FILE = "gunicorn.conf.py"
+
+
+def with_default_config_file(flags: dict[str, Any]) -> dict[str, Any]:
+    """As gunicorn: without -c (or RSGI_CONFIG), ./gunicorn.conf.py is the config file when it
+    exists, so a project that relied on it behaves the same under rsgi. Named by its absolute
+    path (--chdir may move the process later, and SIGHUP reads the same file again)."""
+    if flags.get("config") or os.environ.get("RSGI_CONFIG") or not os.path.isfile(DEFAULT_CONFIG_FILE):
+        return flags
+    return {**flags, "config": os.path.abspath(DEFAULT_CONFIG_FILE)}
 
 
 def reread(flags: dict[str, Any]) -> Config:

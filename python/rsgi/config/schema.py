@@ -68,7 +68,12 @@ class Config:
         env=("APP",),
         conf=("wsgi_app",),  # gunicorn's name: `gunicorn -c gunicorn.conf.py` with no app argument
     )
-    config: str = setting("", "Python config file (gunicorn.conf.py style).", ("-c", "--config"))
+    config: str = setting(
+        "",
+        "Python config file (gunicorn.conf.py style), or python:MODULE. Without one, ./gunicorn.conf.py is read "
+        "when it exists, as gunicorn does.",
+        ("-c", "--config"),
+    )
 
     # Where to listen
     bind: list[str] = setting(

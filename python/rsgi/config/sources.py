@@ -7,6 +7,7 @@ what it ignores is a warning.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import os
 import runpy
@@ -125,10 +126,15 @@ def from_file(
     """Settings from a Python config file; gunicorn.conf.py names are understood. Its server
     hooks (functions) go into `hooks`; without it (no supervisor to call them) they are warned
     about, as are the ones rsgi never calls."""
-    if not os.path.isfile(path):
-        raise ConfigError(f"config file {path!r} not found")
     try:
-        namespace = runpy.run_path(path)
+        if path.startswith("python:"):  # gunicorn's -c python:package.module
+            namespace = vars(importlib.import_module(path[len("python:") :]))
+        elif not os.path.isfile(path):
+            raise ConfigError(f"config file {path!r} not found")
+        else:
+            namespace = runpy.run_path(path)
+    except ConfigError:
+        raise
     except Exception as e:
         raise ConfigError(f"config file {path!r} failed to run: {type(e).__name__}: {e}") from e
     by_conf, foreign = _by_conf(), foreign_by_name()
