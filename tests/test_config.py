@@ -356,8 +356,8 @@ def test_gunicorn_names_for_the_app_pid_file_and_worker_connections(tmp_path: Pa
     assert settings["max_connections"] == 1000
     assert warnings_in(stderr) == [], stderr
     # The command line still wins over the file.
-    settings, _ = check_config("apps.basic:other", "-c", str(conf), "--worker-connections", "50")
-    assert (settings["app"], settings["max_connections"]) == ("apps.basic:other", 50)
+    settings, _ = check_config("apps.basic:environ_json", "-c", str(conf), "--worker-connections", "50")
+    assert (settings["app"], settings["max_connections"]) == ("apps.basic:environ_json", 50)
 
 
 def test_seed_gunicorn_conf_serves_and_warns_about_ignored_settings(serve: StartServer, tmp_path: Path) -> None:

@@ -216,6 +216,24 @@ def check_in(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.parametrize("flag", ["--check-config", "--print-config"])
+def test_check_config_fails_when_the_app_does_not_import(flag: str, tmp_path: Path) -> None:
+    """As gunicorn's: a deploy pipeline's `--check-config` catches an app that cannot import."""
+    (tmp_path / "broken_app.py").write_text("import no_such_dependency\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "rsgi", "broken_app:application", flag],
+        cwd=tmp_path,
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "Error while loading the application" in proc.stderr
+    assert "No module named 'no_such_dependency'" in proc.stderr
+    assert "workers" in proc.stdout  # the settings were printed first
+
+
 def test_gunicorn_conf_py_in_the_starting_directory_is_read_without_c(tmp_path: Path) -> None:
     (tmp_path / "gunicorn.conf.py").write_text("workers = 3\n")
     proc = check_in(tmp_path)

@@ -351,8 +351,12 @@ def test_system_check_errors_stop_runserver_as_in_django(runserver: Any, project
 # -- the RSGI setting ---------------------------------------------------------------------------
 
 
-def check_config(*args: str, cwd: Path = DJANGO_DIR, env: dict[str, str] | None = None) -> tuple[dict[str, Any], str]:
-    """`rsgi --check-config ARGS`: the effective settings, and stderr."""
+def check_config(
+    *args: str, cwd: Path = DJANGO_DIR, env: dict[str, str] | None = None, app_loads: bool = True
+) -> tuple[dict[str, Any], str]:
+    """`rsgi --check-config ARGS`: the effective settings, and stderr. With `app_loads` False the
+    check is expected to fail at its last step, importing the app (exit 1), and stderr is what came
+    before that step's traceback."""
     out = subprocess.run(
         [sys.executable, "-m", "rsgi", "--check-config", *args],
         cwd=cwd,
@@ -361,7 +365,11 @@ def check_config(*args: str, cwd: Path = DJANGO_DIR, env: dict[str, str] | None 
         text=True,
         timeout=60,
     )
-    assert out.returncode == 0, out.stderr
+    assert out.returncode == (0 if app_loads else 1), out.stderr
+    if not app_loads:
+        before, sep, _ = out.stderr.partition("\nError while loading the application:")
+        assert sep, out.stderr
+        out.stderr = before
     settings = {}
     for line in out.stdout.splitlines():
         name, sep, value = line.partition(" = ")
@@ -422,7 +430,7 @@ def test_which_invocations_read_the_rsgi_setting(project: Path) -> None:
     assert (settings["app"], settings["chdir"]) == ("mysite.asgi:application", "")
     assert stderr.count("decides what is served, so it is not read from Django's settings") == 2
     # A project without settings of that name has no RSGI: no message.
-    assert check_config("--django", "nosuchproject", "--workers", "1", cwd=project)[1] == ""
+    assert check_config("--django", "nosuchproject", "--workers", "1", cwd=project, app_loads=False)[1] == ""
 
 
 def test_unusable_rsgi_settings_are_errors_and_broken_settings_a_warning(project: Path) -> None:
@@ -437,7 +445,7 @@ def test_unusable_rsgi_settings_are_errors_and_broken_settings_a_warning(project
     )
     assert (out.returncode, out.stderr.strip()) == (2, "rsgi: error: workers: cannot use 'many'")
     broken = settings_module(project, "settings_broken", "raise RuntimeError('no settings today')")
-    settings, stderr = check_config("--django", "mysite", cwd=project, env=broken)
+    settings, stderr = check_config("--django", "mysite", cwd=project, env=broken, app_loads=False)
     assert settings["health_path"] == ""
     assert stderr.strip() == (
         "rsgi: warning: could not read RSGI from the Django settings mysite.settings_broken: "

@@ -143,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print_config(cfg)
         for name in cfg.pending_settings():
             warn_early(f"{name} is accepted for compatibility but not implemented yet; it has no effect")
-        return
+        sys.exit(check_app(cfg))
     from . import hooks
     from .supervisor import Supervisor
 
@@ -166,6 +166,28 @@ def with_default_config_file(flags: dict[str, Any]) -> dict[str, Any]:
     if flags.get("config") or os.environ.get("RSGI_CONFIG") or not os.path.isfile(DEFAULT_CONFIG_FILE):
         return flags
     return {**flags, "config": os.path.abspath(DEFAULT_CONFIG_FILE)}
+
+
+def check_app(cfg: Config) -> int:
+    """--check-config's last step, as gunicorn's: the app (and a --wsgi one) must import, with
+    --env, --env-file, --chdir and --pythonpath applied as a worker applies them. 1 with the
+    traceback if it does not, so a deploy pipeline can run the check before it switches."""
+    import traceback
+
+    from .boot import apply_env
+    from .importer import load, prepare_path
+
+    try:
+        apply_env(cfg)
+        prepare_path(cfg)
+        load(cfg)
+        if cfg.wsgi:
+            load(cfg, cfg.wsgi)
+    except Exception:
+        print("\nError while loading the application:", file=sys.stderr)
+        traceback.print_exc()
+        return 1
+    return 0
 
 
 def reread(flags: dict[str, Any]) -> Config:
