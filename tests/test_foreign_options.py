@@ -216,6 +216,16 @@ def check_in(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.parametrize("worker_class", ["gevent", "eventlet", "gunicorn.workers.ggevent.GeventWorker"])
+def test_green_worker_classes_are_told_about_threads(worker_class: str) -> None:
+    proc = run_check(APP, "-k", worker_class, "--worker-connections", "1000")
+    assert proc.returncode == 0, proc.stderr
+    assert f"worker class {worker_class}: rsgi does not monkey-patch" in proc.stderr
+    assert "need --threads N (gevent served up to 1000 at once)" in proc.stderr
+    assert "monkey-patch" not in run_check(APP, "-k", worker_class, "--threads", "16").stderr
+    assert "monkey-patch" not in run_check(APP, "-k", "sync").stderr
+
+
 @pytest.mark.parametrize("flag", ["--check-config", "--print-config"])
 def test_check_config_fails_when_the_app_does_not_import(flag: str, tmp_path: Path) -> None:
     """As gunicorn's: a deploy pipeline's `--check-config` catches an app that cannot import."""

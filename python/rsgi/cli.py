@@ -139,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ConfigError as e:
         print(f"rsgi: error: {e}", file=sys.stderr)
         sys.exit(2)
+    if note := green_threads_note(cfg):
+        warn_early(note)
     if check:
         print_config(cfg)
         for name in cfg.pending_settings():
@@ -166,6 +168,21 @@ def with_default_config_file(flags: dict[str, Any]) -> dict[str, Any]:
     if flags.get("config") or os.environ.get("RSGI_CONFIG") or not os.path.isfile(DEFAULT_CONFIG_FILE):
         return flags
     return {**flags, "config": os.path.abspath(DEFAULT_CONFIG_FILE)}
+
+
+def green_threads_note(cfg: Config) -> str:
+    """gunicorn's gevent and eventlet workers serve up to worker_connections requests at once by
+    monkey-patching I/O. rsgi patches nothing: WSGI views run on --threads Python threads, so
+    without --threads a view that waits on the network holds its worker. Said once at startup
+    rather than guessed: more threads than a CPU-bound app needs raise its p99 (README, 'The GIL')."""
+    green = any(name in cfg.worker_class.lower() for name in ("gevent", "eventlet"))
+    if not green or "threads" in cfg.explicit or cfg.resolved_interface() == "asgi":
+        return ""
+    return (
+        f"worker class {cfg.worker_class}: rsgi does not monkey-patch; WSGI views run on --threads Python threads "
+        f"({cfg.threads} per worker), so views that wait on the network need --threads N (gevent served up to "
+        f"{cfg.max_connections} at once), or ASGI"
+    )
 
 
 def check_app(cfg: Config) -> int:
