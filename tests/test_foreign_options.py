@@ -216,6 +216,16 @@ def check_in(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def test_gunicorns_scheme_spellings_of_bind_addresses(serve: StartServer, tmp_path: Path) -> None:
+    port = free_port()
+    serve(APP, "--bind", f"tcp://127.0.0.1:{port}", "--bind", "unix://app.sock", "--chdir", str(tmp_path))
+    assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text == "Hello, world!"
+    # unix://app.sock is the relative path app.sock, as gunicorn reads it (not /app.sock).
+    transport = httpx.HTTPTransport(uds=str(tmp_path / "app.sock"))
+    with httpx.Client(transport=transport) as client:
+        assert client.get("http://rsgi/", timeout=5).text == "Hello, world!"
+
+
 @pytest.mark.parametrize("worker_class", ["gevent", "eventlet", "gunicorn.workers.ggevent.GeventWorker"])
 def test_green_worker_classes_are_told_about_threads(worker_class: str) -> None:
     proc = run_check(APP, "-k", worker_class, "--worker-connections", "1000")

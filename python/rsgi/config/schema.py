@@ -568,7 +568,7 @@ class Config:
     def binds(self, fallback: bool = True) -> list[str]:
         """Every address to listen on, with the uvicorn-style and PORT fallbacks applied; without
         `fallback` (systemd passed sockets), no default address when none was given."""
-        out = list(self.bind)
+        out = [gunicorn_address(a) for a in self.bind]
         if self.uds:
             out.append(f"unix:{self.uds}")
         if self.fd >= 0:
@@ -669,8 +669,19 @@ class Config:
         return [f.name for f in dataclasses.fields(self) if f.metadata.get("pending") and f.name in self.explicit]
 
 
+def gunicorn_address(address: str) -> str:
+    """gunicorn's optional scheme spellings: tcp://HOST:PORT is HOST:PORT, and unix://PATH is
+    unix:PATH (so unix://run/app.sock stays relative, as gunicorn reads it)."""
+    if address.startswith("tcp://"):
+        return address[len("tcp://") :]
+    if address.startswith("unix://"):
+        return "unix:" + address[len("unix://") :]
+    return address
+
+
 def check_address(address: str) -> None:
     """Reject a bind address that can never work, before anything is bound."""
+    address = gunicorn_address(address)
     if address.startswith("unix:"):
         if not address[5:]:
             raise ConfigError(f"bind {address!r}: no socket path")
