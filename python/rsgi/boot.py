@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import resource
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -61,6 +62,7 @@ def boot(cfg: Config, collector: Callable[[], metrics.Collector], successor: upg
     except (OSError, ImportError) as e:
         log.error("--env-file %s: %s", cfg.env_file, e)
         raise BootFailed(2) from e
+    raise_open_files(cfg.max_connections)
     if cfg.umask:
         os.umask(int(cfg.umask, 8))
     for name in cfg.pending_settings():
@@ -139,6 +141,39 @@ def _take(passed: list[systemd.Passed], address: str, default_host: str) -> sock
             passed.remove(p)
             return p.sock
     return None
+
+
+# Descriptors a worker needs besides its connections: listeners, logs, the scoreboard, the app's
+# database connections and files.
+FILES_BESIDE_CONNECTIONS = 1024
+
+
+def raise_open_files(max_connections: int) -> None:
+    """Every connection is a file descriptor, so a worker needs `--max-connections` of them plus
+    its own. The soft limit a service starts with is often 1024 (systemd's default, kept low for
+    select()'s sake) while the hard limit is far higher: the soft one is raised toward what the
+    cap needs, never past the hard one, as Go's runtime does for every program (an app calling
+    select() on a descriptor past 1023 gets Python's ValueError, not memory corruption). When the
+    hard limit is lower, a warning: connections past it wait in the backlog. Workers inherit it."""
+    want = max_connections + FILES_BESIDE_CONNECTIONS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            log.info("open files limit raised from %d to %d (--max-connections %d)", soft, target, max_connections)
+            soft = target
+        except (ValueError, OSError) as e:
+            log.warning("could not raise the open files limit from %d: %s", soft, e)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        log.warning(
+            "open files limit %d (hard %d) is below --max-connections %d plus %d for the worker's own files: "
+            "connections past it wait in the backlog (raise LimitNOFILE= or ulimit -n)",
+            soft,
+            hard,
+            max_connections,
+            FILES_BESIDE_CONNECTIONS,
+        )
 
 
 def apply_env(cfg: Config) -> None:

@@ -5,7 +5,7 @@
 //! body (streamed or not) is never cut. Never touches Python: the bridges learn of it through
 //! `Closed::expire` and the reply slot closing. Without the setting nothing here runs.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use http::{Method, Response, StatusCode, Uri};
@@ -55,9 +55,7 @@ impl Deadline {
     /// them all, and the access log has each 504).
     fn warn(&self) {
         static LAST: AtomicU64 = AtomicU64::new(0);
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let last = LAST.load(Ordering::Relaxed);
-        if now >= last + 10 && LAST.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+        if crate::sync::warn_now(&LAST) {
             log::warn!(
                 "--request-timeout {}s passed without a response to {} {}: answered 504 (counted in \
                  rsgi_requests_timed_out_total; at most one such line every 10 s)",

@@ -473,9 +473,7 @@ fn parse_len(v: &HeaderValue) -> Option<u64> {
 /// 10 s per worker (`rsgi_requests_refused_total{reason="overload"}` counts them all).
 fn warn_overload(limit: usize) {
     static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let last = LAST.load(Ordering::Relaxed);
-    if now >= last + 10 && LAST.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+    if crate::sync::warn_now(&LAST) {
         log::warn!("--limit-concurrency {limit} reached: answering 503 (counted in rsgi_requests_refused_total)");
     }
 }

@@ -250,8 +250,15 @@ async fn accept_loop(
                 });
             }
             Err(e) => {
-                // EMFILE and friends: back off briefly instead of spinning on the error.
-                log::warn!("accept failed: {e}");
+                // EMFILE and friends: back off briefly instead of spinning on the error, and say
+                // so once per period, not 20 times a second while the limit lasts.
+                static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                if crate::sync::warn_now(&LAST) {
+                    log::warn!(
+                        "accept failed: {e} (new connections wait in the backlog; at most one such line every {} s)",
+                        crate::sync::WARN_EVERY_SECS
+                    );
+                }
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         }

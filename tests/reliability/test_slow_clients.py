@@ -506,6 +506,27 @@ def test_connections_past_max_connections_wait_in_the_backlog(serve: StartServer
     assert answered[cap] >= first_close, "connection 51 was answered before any connection closed"
 
 
+def test_the_open_files_limit_is_raised_for_max_connections(serve: StartServer) -> None:
+    """A service often starts with a soft limit of 1024 open files (systemd's default) under a far
+    higher hard one: rsgi raises the soft one to what --max-connections needs, and says when the
+    hard one is too low."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 4000:
+        pytest.skip(f"hard open-files limit {hard}: too low to see the raise")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (512, hard))  # the servers inherit it
+    try:
+        enough = serve(APP, "--max-connections", "2000")
+        too_many = serve(APP, "--max-connections", str(hard))
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    (worker,) = wait_workers(enough.pid, 1)
+    assert psutil.Process(worker).rlimit(psutil.RLIMIT_NOFILE) == (2000 + 1024, hard)
+    assert "open files limit raised from 512 to 3024 (--max-connections 2000)" in enough.log()
+    (worker,) = wait_workers(too_many.pid, 1)
+    assert psutil.Process(worker).rlimit(psutil.RLIMIT_NOFILE) == (hard, hard)
+    assert f"is below --max-connections {hard} plus 1024" in too_many.log()
+
+
 def test_idle_keepalive_connections_cannot_hold_the_cap_past_the_keepalive_timeout(serve: StartServer) -> None:
     cap, keepalive = 20, 1.0
     server = serve(APP, "--max-connections", str(cap), "--keepalive", str(keepalive))
