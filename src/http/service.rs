@@ -266,6 +266,9 @@ async fn upgrade(
     let h2 = req.version() == Version::HTTP_2;
     let (parts, _) = req.into_parts();
     let place = conn.place.clone();
+    // --request-timeout bounds the handshake too: an app that neither accepts nor denies in time
+    // gets 504 for the client and, through `abandon`, a disconnect from receive().
+    let deadline = shared.cfg.request_timeout.map(|limit| Deadline::new(limit, &parts.method, &parts.uri));
     let head = RequestHead::new(parts, conn);
     let ws = WsConn::new();
     // If this future is dropped before the handshake completes, the app learns the client left.
@@ -273,12 +276,22 @@ async fn upgrade(
     let (reply, answer) = oneshot::channel();
     let closed = Arc::new(Closed::default());
     let body = RequestBody::Memory(Default::default());
-    let job = Job { head, body, reply, queued_at: Instant::now(), closed, ws: Some(ws.clone()) };
+    let job = Job { head, body, reply, queued_at: Instant::now(), closed: closed.clone(), ws: Some(ws.clone()) };
+    // Closed when this future ends (answered, timed out, or the client gone): a handshake still
+    // queued then is skipped by the bridge instead of starting the app for nobody.
+    let _queued = CloseOnDrop(closed.clone());
     shared.slot.job_submitted();
     if !shared.queue.submit(job) {
         return finish(response::plain(StatusCode::SERVICE_UNAVAILABLE, true), &shared);
     }
-    let Ok(app) = answer.await else {
+    let answered = match deadline {
+        None => answer.await,
+        Some(deadline) => match deadline.wait(answer, &closed, shared.slot).await {
+            Ok(answered) => answered,
+            Err(gateway_timeout) => return finish(gateway_timeout, &shared),
+        },
+    };
+    let Ok(app) = answered else {
         return finish(response::plain(StatusCode::INTERNAL_SERVER_ERROR, true), &shared);
     };
     if app.status == StatusCode::SWITCHING_PROTOCOLS {

@@ -245,6 +245,16 @@ def test_client_leaving_before_the_app_decides_reaches_the_app(ws_server: Server
     assert wait_marker(marker, "websocket.disconnect 1006") == ["connect", "websocket.disconnect 1006"]
 
 
+def test_request_timeout_bounds_a_handshake_the_app_never_decides(serve: StartServer, marker: Path) -> None:
+    """--request-timeout covers the handshake: the client gets 504, the app a disconnect."""
+    server = serve(APP, "--request-timeout", "0.5")
+    started = time.monotonic()
+    sock, _ = raw_handshake(server.port, f"/undecided?marker={marker}", expect=b"504")
+    sock.close()
+    assert time.monotonic() - started < 5
+    assert wait_marker(marker, "websocket.disconnect 1006") == ["connect", "websocket.disconnect 1006"]
+
+
 def test_app_returning_without_close_closes_with_1000(ws_server: Server) -> None:
     with ws_connect(ws_url(ws_server, "/accept-and-return")) as ws:
         closed = closed_by_server(ws)
