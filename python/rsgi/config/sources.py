@@ -127,7 +127,9 @@ def from_file(
     hooks (functions) go into `hooks`; without it (no supervisor to call them) they are warned
     about, as are the ones rsgi never calls."""
     try:
-        if path.startswith("python:"):  # gunicorn's -c python:package.module
+        if path.startswith("python:"):  # gunicorn's -c python:package.module, from the working directory
+            if os.getcwd() not in sys.path:  # the `rsgi` script's sys.path[0] is its bin directory
+                sys.path.insert(0, os.getcwd())
             namespace = vars(importlib.import_module(path[len("python:") :]))
         elif not os.path.isfile(path):
             raise ConfigError(f"config file {path!r} not found")
