@@ -16,7 +16,10 @@ import functools
 import os
 import resource
 import selectors
+import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +30,7 @@ from typing import Any
 import httpx
 import psutil
 import pytest
-from conftest import StartServer
+from conftest import TESTS, StartServer, base_env, free_port
 
 from reliability.loadgen import percentile, rss, wait_until, wait_workers
 
@@ -525,6 +528,45 @@ def test_the_open_files_limit_is_raised_for_max_connections(serve: StartServer) 
     (worker,) = wait_workers(too_many.pid, 1)
     assert psutil.Process(worker).rlimit(psutil.RLIMIT_NOFILE) == (hard, hard)
     assert f"is below --max-connections {hard} plus 1024" in too_many.log()
+
+
+@pytest.mark.skipif(shutil.which("prlimit") is None, reason="needs prlimit (util-linux)")
+def test_running_out_of_file_descriptors_is_survived_and_logged_once(tmp_path: Path) -> None:
+    """A worker whose open-files limit is lower than its --max-connections runs out of
+    descriptors: accept() fails (EMFILE), the connections past it wait in the backlog, the log
+    says so once (not 20 times a second), and the worker serves again once clients leave."""
+    port, log = free_port(), tmp_path / "server.log"
+    argv = [sys.executable, "-m", "rsgi", APP, "--bind", f"127.0.0.1:{port}", "--max-connections", "1000"]
+    with open(log, "wb") as out:  # a hard limit of 96 files, in the server only
+        proc = subprocess.Popen(
+            ["prlimit", "--nofile=96:96", "--", *argv], cwd=TESTS, env=base_env(), stdout=out, stderr=out
+        )
+    clients: list[socket.socket] = []
+
+    def served() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/", timeout=1).text == "ok"
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_until(served, 20, "the server to serve")
+        assert "open files limit 96 (hard 96) is below --max-connections 1000" in log.read_text()
+        for _ in range(150):  # more than the worker has descriptors for; the kernel queues the rest
+            clients.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        wait_until(lambda: "accept failed" in log.read_text(), 10, "accept() to fail")
+        time.sleep(1.0)  # a bounded wait for lines that must not come (the loop retries every 50 ms)
+        assert log.read_text().count("accept failed") == 1, log.read_text()
+        for c in clients:
+            c.close()
+        clients.clear()
+        wait_until(served, 20, "the worker to serve again once the clients left")
+        assert proc.poll() is None
+    finally:
+        for c in clients:
+            c.close()
+        proc.terminate()
+        proc.wait(30)
 
 
 def test_idle_keepalive_connections_cannot_hold_the_cap_past_the_keepalive_timeout(serve: StartServer) -> None:
