@@ -29,21 +29,25 @@ impl Deadline {
         Self { limit, method: method.clone(), uri: uri.clone() }
     }
 
-    /// Waits for the app's answer for at most the limit (one tokio timer). Past it the request is
+    /// Waits for the app's answer: without a deadline (no `--request-timeout`) as long as it
+    /// takes, with one for at most the limit (one tokio timer). Past it the request is
     /// `closed.expire()`d (the ASGI task is cancelled), counted and logged, and the 504 comes
     /// back for the caller to send; the caller's dropping `answer` closes the reply slot, so a
     /// job still queued is skipped by the bridges and a late answer goes nowhere.
     pub async fn wait(
-        self,
+        deadline: Option<Self>,
         answer: oneshot::Receiver<AppResponse>,
         closed: &Closed,
         slot: Slot,
     ) -> Result<Result<AppResponse, oneshot::error::RecvError>, Response<ResponseBody>> {
+        let Some(deadline) = deadline else {
+            return Ok(answer.await);
+        };
         // tokio polls the answer before the timer: an answer that is ready wins a tie.
-        let Ok(answered) = tokio::time::timeout(self.limit, answer).await else {
+        let Ok(answered) = tokio::time::timeout(deadline.limit, answer).await else {
             closed.expire();
             slot.timed_out();
-            self.warn();
+            deadline.warn();
             // The request was read completely: the connection stays usable.
             return Err(response::plain(StatusCode::GATEWAY_TIMEOUT, false));
         };

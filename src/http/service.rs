@@ -218,12 +218,9 @@ async fn serve(
     if !shared.queue.submit(job) {
         return finish(response::plain(StatusCode::SERVICE_UNAVAILABLE, true), &shared);
     }
-    let answered = match deadline {
-        None => answer.await,
-        Some(deadline) => match deadline.wait(answer, &guard.0, shared.slot).await {
-            Ok(answered) => answered,
-            Err(gateway_timeout) => return finish(gateway_timeout, &shared),
-        },
+    let answered = match Deadline::wait(deadline, answer, &guard.0, shared.slot).await {
+        Ok(answered) => answered,
+        Err(gateway_timeout) => return finish(gateway_timeout, &shared),
     };
     let Ok(app) = answered else {
         // The app thread dropped the reply without answering: it already logged why.
@@ -284,12 +281,9 @@ async fn upgrade(
     if !shared.queue.submit(job) {
         return finish(response::plain(StatusCode::SERVICE_UNAVAILABLE, true), &shared);
     }
-    let answered = match deadline {
-        None => answer.await,
-        Some(deadline) => match deadline.wait(answer, &closed, shared.slot).await {
-            Ok(answered) => answered,
-            Err(gateway_timeout) => return finish(gateway_timeout, &shared),
-        },
+    let answered = match Deadline::wait(deadline, answer, &closed, shared.slot).await {
+        Ok(answered) => answered,
+        Err(gateway_timeout) => return finish(gateway_timeout, &shared),
     };
     let Ok(app) = answered else {
         return finish(response::plain(StatusCode::INTERNAL_SERVER_ERROR, true), &shared);
