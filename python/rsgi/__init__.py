@@ -39,13 +39,10 @@ def run_flags(app: str, settings: dict[str, Any]) -> dict[str, Any]:
     from .config import FIELDS, parse_value
     from .config.foreign import by_name as foreign_by_name
     from .config.foreign import check as check_foreign
+    from .config.sources import option_names
     from .logs import warn_early
 
-    # Every spelling a flag has is a keyword: --timeout-keep-alive is timeout_keep_alive; and
-    # uvicorn's plural of a repeatable one: reload_includes is --reload-include.
-    names = {flag.lstrip("-").replace("-", "_"): f.name for f in FIELDS.values() for flag in f.metadata["flags"]}
-    names.update({f"{key}s": name for key, name in list(names.items()) if FIELDS[name].type.startswith("list")})
-    names.update({name: name for name in FIELDS})
+    names = option_names()
     flags: dict[str, Any] = {"app": app}
     foreign = foreign_by_name()
     for key, value in settings.items():

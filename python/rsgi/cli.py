@@ -13,6 +13,7 @@ from typing import Any
 from . import __version__
 from .config import FIELDS, Config, ConfigError, build, core_items, env_names, parse_value
 from .config.foreign import FOREIGN, PROTOCOL_FLAG, Foreign, check_protocol
+from .config.foreign import by_name as foreign_by_name
 from .config.foreign import check as check_foreign
 
 SUPPRESS = argparse.SUPPRESS
@@ -99,7 +100,7 @@ def parse_all(argv: Sequence[str] | None = None) -> tuple[dict[str, Any], bool, 
     check = ns.pop("check_config", False)
     if PROTOCOL_DEST in ns:
         check_protocol(ns.pop(PROTOCOL_DEST))
-    named = {f.name: f for f in FOREIGN}
+    named = foreign_by_name()
     given: list[tuple[Foreign, str]] = []
     for key in [k for k in ns if k.startswith(FOREIGN_DEST)]:
         ns.pop(key)

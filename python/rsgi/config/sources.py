@@ -86,16 +86,16 @@ def from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     """Settings given through the environment: the conventional names (``PORT``,
     ``WEB_CONCURRENCY``), then uvicorn's ``UVICORN_*``, then ``RSGI_*``, each winning over the one
     before."""
-    out: dict[str, Any] = {}
+    conventional: dict[str, Any] = {}
+    ours: dict[str, Any] = {}
     for f in FIELDS.values():
-        for name in reversed(env_names(f)[1:]):
+        rsgi_name, *others = env_names(f)
+        for name in reversed(others):
             if environ.get(name):
-                out[f.name] = parse_value(f, environ[name])
-    out.update(from_uvicorn_env(environ))
-    for f in FIELDS.values():
-        if environ.get(env_names(f)[0]):
-            out[f.name] = parse_value(f, environ[env_names(f)[0]])
-    return out
+                conventional[f.name] = parse_value(f, environ[name])
+        if environ.get(rsgi_name):
+            ours[f.name] = parse_value(f, environ[rsgi_name])
+    return {**conventional, **from_uvicorn_env(environ), **ours}
 
 
 def from_uvicorn_env(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -103,7 +103,7 @@ def from_uvicorn_env(environ: Mapping[str, str]) -> dict[str, Any]:
     ``UVICORN_WORKERS``, ``UVICORN_RELOAD_DIRS``, ``UVICORN_APP``, ``UVICORN_PROXY_HEADERS=false``);
     so does rsgi, for each option the two share. uvicorn's options rsgi has no use for are
     ignored here as uvicorn ignores names it does not know."""
-    by_flag = {flag: f for f in FIELDS.values() for flag in f.metadata["flags"]}
+    names = option_names()
     out: dict[str, Any] = {}
     for key, raw in environ.items():
         if not key.startswith("UVICORN_") or not raw:
@@ -111,13 +111,20 @@ def from_uvicorn_env(environ: Mapping[str, str]) -> dict[str, Any]:
         option = key[len("UVICORN_") :].lower()
         if option == "app":
             out["app"] = raw
-            continue
-        flag = "--" + option.replace("_", "-")
-        # click names a repeatable option in the plural: reload_dirs is --reload-dir.
-        f = by_flag.get(flag) or (by_flag.get(flag[:-1]) if flag.endswith("s") else None)
-        if f is not None:
+        elif option in names:
+            f = FIELDS[names[option]]
             out[f.name] = parse_value(f, raw)
     return out
+
+
+def option_names() -> dict[str, str]:
+    """uvicorn's option names (its `run()` keywords, its `UVICORN_*` variables) to setting names:
+    every spelling a flag has (--timeout-keep-alive is timeout_keep_alive), click's plural of a
+    repeatable one (reload_dirs is --reload-dir), and the settings' own names."""
+    names = {flag.lstrip("-").replace("-", "_"): f.name for f in FIELDS.values() for flag in f.metadata["flags"]}
+    names.update({f"{key}s": name for key, name in list(names.items()) if FIELDS[name].type.startswith("list")})
+    names.update({name: name for name in FIELDS})
+    return names
 
 
 def from_file(
