@@ -144,6 +144,20 @@ def base_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def run_rsgi(
+    *args: str, cwd: Path = TESTS, env: dict[str, str] | None = None, timeout: float = 20
+) -> subprocess.CompletedProcess[str]:
+    """`python -m rsgi ARGS` to completion (--check-config, errors, --daemon's return)."""
+    return subprocess.run(
+        [sys.executable, "-m", "rsgi", *args],
+        cwd=cwd,
+        env=base_env(**(env or {})),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 StartServer = Callable[..., Server]
 
 

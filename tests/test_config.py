@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import psutil
 import pytest
-from conftest import TESTS, StartServer, base_env, free_port
+from conftest import TESTS, StartServer, base_env, free_port, run_rsgi
 from rsgi.cli import parse
 from rsgi.config import FIELDS, ConfigError, build
 
@@ -47,17 +47,6 @@ backlog = 512
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def run_rsgi(*args: str, env: dict[str, str] | None = None, timeout: float = 20) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rsgi", *args],
-        cwd=TESTS,
-        env=base_env(**(env or {})),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def check_config(*args: str, env: dict[str, str] | None = None) -> tuple[dict[str, Any], str]:

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import psutil
 import pytest
-from conftest import TESTS, StartServer, base_env, free_port
+from conftest import StartServer, free_port, run_rsgi
 from rsgi.cli import parse_all
 from rsgi.config import FIELDS, ConfigError, build
 from rsgi.config.foreign import FOREIGN
@@ -144,19 +144,8 @@ def test_foreign_options_are_not_settings() -> None:
     assert not [f.name for f in FOREIGN if f.name in names or set(f.flags) & flags]
 
 
-def rsgi(*args: str, cwd: Path = TESTS, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rsgi", *args],
-        cwd=cwd,
-        env=base_env(**(env or {})),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-
-
 def run_check(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return rsgi(*args, "--check-config", env=env)
+    return run_rsgi(*args, "--check-config", env=env)
 
 
 def setting(out: str, name: str) -> str:
@@ -210,7 +199,7 @@ def test_uvicorn_environment_variables_are_read_under_rsgis_own() -> None:
 
 
 def check_in(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return rsgi(APP, *args, "--check-config", cwd=cwd)
+    return run_rsgi(APP, *args, "--check-config", cwd=cwd)
 
 
 def test_gunicorns_scheme_spellings_of_bind_addresses(serve: StartServer, tmp_path: Path) -> None:
@@ -237,7 +226,7 @@ def test_green_worker_classes_are_told_about_threads(worker_class: str) -> None:
 def test_check_config_fails_when_the_app_does_not_import(flag: str, tmp_path: Path) -> None:
     """As gunicorn's: a deploy pipeline's `--check-config` catches an app that cannot import."""
     (tmp_path / "broken_app.py").write_text("import no_such_dependency\n")
-    proc = rsgi("broken_app:application", flag, cwd=tmp_path)
+    proc = run_rsgi("broken_app:application", flag, cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr
     assert "Error while loading the application" in proc.stderr
     assert "No module named 'no_such_dependency'" in proc.stderr
@@ -339,7 +328,7 @@ def test_pythonpath_and_capture_output(serve: StartServer, elsewhere: Path, tmp_
 def test_daemon_detaches_and_serves(elsewhere: Path, tmp_path: Path) -> None:
     port, pid_file, error_log = free_port(), tmp_path / "rsgi.pid", tmp_path / "error.log"
     argv = ["elsewhere:app", "--pythonpath", str(elsewhere), "--bind", f"127.0.0.1:{port}", "--daemon"]
-    started = rsgi(*argv, "--pid", str(pid_file), "--error-logfile", str(error_log))
+    started = run_rsgi(*argv, "--pid", str(pid_file), "--error-logfile", str(error_log))
     # The command returns at once, as an init script or a Type=forking unit expects.
     assert started.returncode == 0, started.stderr
     deadline = time.monotonic() + 20
